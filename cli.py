@@ -1,0 +1,297 @@
+"""The `seq2seq` command: parse options, make one call into the `seq2seq` package, print the result."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Annotated
+
+import typer
+
+from seq2seq import Seq2SeqError, Translator, load_config
+from seq2seq import preprocess as run_preprocess
+from seq2seq import train as run_train
+from seq2seq.data import report_table
+from seq2seq.evaluate import METRICS, score_corpus
+from seq2seq.textio import LineStats, iter_lines, read_lines
+from seq2seq.translate import Translation
+
+app = typer.Typer(
+    help="Recurrent (LSTM/GRU) encoder-decoder neural machine translation.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override a recipe key, e.g. --set train.lr=0.0005 (repeatable)."),
+]
+RecipeArg = Annotated[Path, typer.Argument(help="Recipe YAML file (see recipes/).", show_default=False)]
+
+
+def _err(line: str) -> None:
+    typer.echo(line, err=True)
+
+
+@contextlib.contextmanager
+def _user_errors(ctx: typer.Context) -> Iterator[None]:
+    """One line and a non-zero exit for the user's mistakes; a traceback only with --debug."""
+    debug = bool(ctx.obj and ctx.obj.get("debug"))
+    try:
+        yield
+    except Seq2SeqError as exc:
+        if debug:
+            raise
+        _err(f"error: {exc}")
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        _err("interrupted")
+        raise typer.Exit(130) from None
+    except OSError as exc:
+        if debug:
+            raise
+        _err(f"error: {exc.filename or ''}: {exc.strerror or exc}")
+        raise typer.Exit(2) from None
+
+
+@app.callback()
+def main_options(
+    ctx: typer.Context,
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
+) -> None:
+    """Recurrent (LSTM/GRU) encoder-decoder neural machine translation.
+
+    preprocess -> train -> translate -> eval. Every command takes --help.
+    """
+    ctx.obj = {"debug": debug}
+
+
+@app.command()
+def preprocess(
+    ctx: typer.Context,
+    recipe: RecipeArg,
+    out: Annotated[
+        Path | None, typer.Option(help="Output directory [default: runs/RECIPE-NAME/data].")
+    ] = None,
+    set_: SetOption = None,
+    force: Annotated[bool, typer.Option(help="Rebuild even when the output is up to date.")] = False,
+) -> None:
+    """Clean the recipe's corpus, train SentencePiece and write the encoded splits (Arrow) + manifest."""
+    with _user_errors(ctx):
+        cfg = load_config(recipe, set_ or [])
+        out_dir = out or Path("runs") / recipe.stem / "data"
+        result = run_preprocess(cfg, out_dir, log=_err, force=force)
+        if not result.cached:
+            typer.echo(report_table(result.manifest))
+            vocab = result.manifest["vocab"]
+            typer.echo(
+                f"vocabulary: source {vocab['src']}, target {vocab['tgt']}; "
+                f"{result.manifest['seconds']:.1f} s"
+            )
+        typer.echo(f"preprocessed data: {out_dir}")
+
+
+@app.command()
+def train(
+    ctx: typer.Context,
+    recipe: RecipeArg,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Run directory [default: runs/RECIPE-NAME]. An existing one is resumed."),
+    ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(help="Preprocessed data directory [default: OUT/data]; built there if missing."),
+    ] = None,
+    set_: SetOption = None,
+    restart: Annotated[bool, typer.Option(help="Start over in an existing run directory.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
+) -> None:
+    """Train an attentional encoder-decoder; resumes when OUT already holds a run."""
+    with _user_errors(ctx):
+        cfg = load_config(recipe, set_ or [])
+        run_dir = out or Path("runs") / recipe.stem
+        result = run_train(cfg, run_dir, data, restart=restart, log=_err, show_progress=progress)
+        typer.echo(f"best model: {result.best_checkpoint}")
+
+
+def _open_input(path: Path | None) -> tuple[IO[bytes], str]:
+    if path is None or str(path) == "-":
+        return sys.stdin.buffer, "<stdin>"
+    if not path.is_file():
+        raise Seq2SeqError(f"{path}: input file not found")
+    return open(path, "rb"), str(path)
+
+
+def _format(translation: Translation, index: int, fmt: str) -> str:
+    if fmt == "plain":
+        return translation.text
+    return json.dumps(
+        {
+            "line": index + 1,
+            "source": translation.source,
+            "translation": translation.text,
+            "score": translation.candidates[0].score if translation.candidates else None,
+            "n_best": [
+                {"text": c.text, "score": round(c.score, 4), "log_prob": round(c.log_prob, 4)}
+                for c in translation.candidates
+            ],
+        },
+        ensure_ascii=False,
+    )
+
+
+@app.command()
+def translate(
+    ctx: typer.Context,
+    input_: Annotated[
+        Path | None,
+        typer.Argument(
+            metavar="[INPUT]", help="Text file, one sentence per line; '-' or nothing reads stdin."
+        ),
+    ] = None,
+    model: Annotated[Path, typer.Option("--model", "-m", help="Checkpoint (.pt) written by train.")] = Path(),
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Output file [default: stdout].")
+    ] = None,
+    beam: Annotated[int | None, typer.Option(help="Beam size; 1 = greedy [default: the recipe's].")] = None,
+    n_best: Annotated[int, typer.Option(help="Hypotheses per line in the jsonl output.")] = 1,
+    length_penalty: Annotated[float | None, typer.Option(help="GNMT length penalty alpha.")] = None,
+    max_len_a: Annotated[
+        float | None, typer.Option(help="Max output length = a * source length + b.")
+    ] = None,
+    max_len_b: Annotated[int | None, typer.Option(help="See --max-len-a.")] = None,
+    batch_tokens: Annotated[int | None, typer.Option(help="Source tokens per batch.")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="plain or jsonl (with scores and n-best).")] = "plain",
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    chunk_lines: Annotated[int, typer.Option(help="Lines read before translating (1 on a terminal).")] = 1000,
+) -> None:
+    """Translate text: exactly one output line per input line, in order."""
+    with _user_errors(ctx):
+        if fmt not in ("plain", "jsonl"):
+            raise Seq2SeqError(f"--format: {fmt!r} is not one of 'plain', 'jsonl'")
+        if n_best > 1 and fmt == "plain":
+            raise Seq2SeqError("--n-best > 1 needs --format jsonl")
+        if str(model) in ("", "."):
+            raise Seq2SeqError(
+                "--model: give the checkpoint to translate with, e.g. runs/NAME/checkpoints/best.pt"
+            )
+        for name, value in (
+            ("--beam", beam),
+            ("--n-best", n_best),
+            ("--batch-tokens", batch_tokens),
+            ("--chunk-lines", chunk_lines),
+        ):
+            if value is not None and value < 1:
+                raise Seq2SeqError(f"{name}: must be at least 1, got {value}")
+        translator = Translator.from_checkpoint(model, device)
+        opts = translator.options(
+            beam=beam,
+            n_best=n_best,
+            length_penalty=length_penalty,
+            max_len_a=max_len_a,
+            max_len_b=max_len_b,
+        )
+        stats = LineStats()
+        start = time.perf_counter()
+        with contextlib.ExitStack() as stack:
+            stream, name = _open_input(input_)
+            if stream is not sys.stdin.buffer:
+                stack.enter_context(stream)
+            sink = stack.enter_context(open(output, "w", encoding="utf-8")) if output else sys.stdout
+            interactive = stream is sys.stdin.buffer and sys.stdin.isatty()
+            lines = iter_lines(stream, name, replace_invalid=True, stats=stats)
+            results = translator.translate_stream(
+                lines, opts, 1 if interactive else chunk_lines, batch_tokens
+            )
+            for i, translation in enumerate(results):
+                sink.write(_format(translation, i, fmt) + "\n")
+                if interactive:
+                    sink.flush()
+            sink.flush()
+        seconds = time.perf_counter() - start
+        if stats.invalid_utf8:
+            _err(f"warning: {stats.invalid_utf8} line(s) of {name} had invalid UTF-8 (replaced with U+FFFD)")
+        if translator.stats.truncated:
+            _err(
+                f"warning: {translator.stats.truncated} line(s) longer than "
+                f"{translator.cfg.decode.max_src_len} subwords were truncated for the model"
+            )
+        _err(
+            f"translated {stats.lines} line(s) in {seconds:.1f} s "
+            f"(beam {opts.beam}){f' -> {output}' if output else ''}"
+        )
+
+
+@app.command("eval")
+def evaluate(
+    ctx: typer.Context,
+    ref: Annotated[Path, typer.Option(help="Reference file, one sentence per line.")] = Path(),
+    hyp: Annotated[Path | None, typer.Option(help="Hypothesis file to score.")] = None,
+    model: Annotated[
+        Path | None, typer.Option("--model", "-m", help="Checkpoint: translate --src, then score.")
+    ] = None,
+    src: Annotated[Path | None, typer.Option(help="Source file to translate with --model.")] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="With --model: also write the translations here."),
+    ] = None,
+    beam: Annotated[int | None, typer.Option(help="With --model: beam size (1 = greedy).")] = None,
+    metrics: Annotated[str, typer.Option(help="Comma-separated: bleu, chrf, ter.")] = ",".join(METRICS),
+    lowercase: Annotated[bool, typer.Option(help="Case-insensitive scores.")] = False,
+    tokenize: Annotated[str | None, typer.Option(help="BLEU tokenizer (sacrebleu's; default 13a).")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
+    device: Annotated[str, typer.Option(help="With --model: auto, cpu or cuda.")] = "auto",
+) -> None:
+    """Score translations with sacrebleu (BLEU, chrF, TER) and print each metric's signature."""
+    with _user_errors(ctx):
+        if str(ref) in ("", "."):
+            raise Seq2SeqError("--ref: give the reference file")
+        if fmt not in ("table", "json"):
+            raise Seq2SeqError(f"--format: {fmt!r} is not one of 'table', 'json'")
+        if (hyp is None) == (model is None):
+            raise Seq2SeqError("give either --hyp FILE, or --model CKPT with --src FILE")
+        names = [m.strip() for m in metrics.split(",") if m.strip()]
+        refs = read_lines(ref)
+        if model is not None:
+            if src is None:
+                raise Seq2SeqError("--model needs --src FILE (the source side of --ref)")
+            sources = read_lines(src, replace_invalid=True)
+            if len(sources) != len(refs):
+                raise Seq2SeqError(f"{src} has {len(sources)} lines but {ref} has {len(refs)}")
+            translator = Translator.from_checkpoint(model, device)
+            start = time.perf_counter()
+            hyps = translator.translate(sources, beam=beam)
+            _err(
+                f"translated {len(sources)} lines in {time.perf_counter() - start:.1f} s "
+                f"(beam {translator.options(beam=beam).beam})"
+            )
+            if output is not None:
+                output.write_text("".join(h + "\n" for h in hyps), encoding="utf-8")
+            hyp_name = f"translations of {src}"
+        else:
+            assert hyp is not None
+            hyps, hyp_name = read_lines(hyp), str(hyp)
+        scores = score_corpus(
+            hyps, refs, names, lowercase=lowercase, tokenize=tokenize, names=(hyp_name, str(ref))
+        )
+        if fmt == "json":
+            typer.echo(json.dumps([s.as_dict() for s in scores], indent=2))
+        else:
+            for s in scores:
+                typer.echo(f"{s.text}\n    signature: {s.signature}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""Self-contained checkpoints, written atomically and loaded without running code.
+
+A checkpoint holds the resolved config, the weights, the SentencePiece model bytes and (for resuming)
+the optimizer, scheduler, RNG and data-position state, so `translate` and `eval` need this one file.
+Files are written to a temporary name in the same directory, flushed to disk, then renamed over the
+old one: a crash mid-write leaves the previous checkpoint intact. Loading uses
+`torch.load(weights_only=True)`, which refuses anything but tensors and plain Python data.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from seq2seq.config import Config, config_from_dict
+from seq2seq.errors import Seq2SeqError
+from seq2seq.model import Seq2Seq, build_model
+from seq2seq.tokenizer import Tokenizer
+
+FORMAT = "seq2seq-checkpoint"
+VERSION = 1
+
+
+def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+    """Atomically write `payload` (plus format tags) to `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save({"format": FORMAT, "version": VERSION, **payload}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """The checkpoint's contents; anything that is not a seq2seq checkpoint is a one-line error."""
+    path = Path(path)
+    if not path.is_file():
+        raise Seq2SeqError(
+            f"{path}: checkpoint not found" + (" (it is a directory)" if path.is_dir() else "")
+        )
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # any failure to unpickle means "not a checkpoint", never code to run
+        raise Seq2SeqError(
+            f"{path}: not a loadable seq2seq checkpoint ({type(exc).__name__}: the file is damaged or was "
+            "not written by seq2seq train); pass a .pt file from a run's checkpoints/ directory"
+        ) from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise Seq2SeqError(f"{path}: not a seq2seq checkpoint; pass a .pt file written by seq2seq train")
+    if payload.get("version") != VERSION:
+        raise Seq2SeqError(
+            f"{path}: checkpoint format {payload.get('version')} is not supported "
+            f"(this seq2seq reads version {VERSION})"
+        )
+    return payload
+
+
+def load_model(path: Path, device: str | torch.device = "cpu") -> tuple[Seq2Seq, Tokenizer, Config]:
+    """Model (in eval mode, on `device`), tokenizer and config from a checkpoint."""
+    payload = load_checkpoint(path)
+    try:
+        cfg = config_from_dict(payload["config"], f"{path} (config)")
+        tokenizer = Tokenizer.from_state(payload["tokenizer"])
+        model = build_model(cfg.model, tokenizer.src_vocab_size, tokenizer.tgt_vocab_size)
+        model.load_state_dict(payload["model"])
+    except (KeyError, RuntimeError) as exc:
+        raise Seq2SeqError(f"{path}: damaged checkpoint ({str(exc).splitlines()[0][:160]})") from None
+    return model.to(device).eval(), tokenizer, cfg

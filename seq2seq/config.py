@@ -1,0 +1,392 @@
+"""Typed, frozen configuration and strict recipe loading.
+
+A recipe is a YAML file with up to five sections (`data`, `tokenizer`, `model`, `train`, `decode`); each
+key overrides a default below. An unknown key is an error that names the closest valid key, so a misspelt
+option never silently does nothing. `--set section.key=value` overrides a recipe from the command line.
+`recipes/reference.yaml` documents every key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from seq2seq.errors import Seq2SeqError
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the parallel corpus comes from and how it is cleaned."""
+
+    format: str = "text"
+    """`text` (one file per language: PREFIX.SRC_LANG / PREFIX.TGT_LANG) or `builtin` (generated)."""
+    src_lang: str = "src"
+    tgt_lang: str = "tgt"
+    train: str = ""
+    """For `text`: path prefix of the training files, relative to the recipe file."""
+    valid: str = ""
+    test: str = ""
+    builtin: str = "numbers-de"
+    """For `builtin`: which generated corpus (see `seq2seq.corpus.BUILTIN`)."""
+    builtin_train_size: int = 20000
+    builtin_eval_size: int = 500
+    min_len: int = 1
+    """Training pairs with fewer subwords on either side are dropped (valid/test are never filtered)."""
+    max_len: int = 100
+    """Training pairs with more subwords on either side are dropped."""
+    max_ratio: float = 0.0
+    """Drop training pairs whose length ratio (longer / shorter, in subwords) exceeds this; 0 = off."""
+    dedup: bool = False
+    normalize: str = ""
+    """Unicode normalization applied before everything else: "", "NFC" or "NFKC"."""
+
+
+@dataclass(frozen=True)
+class TokenizerConfig:
+    """SentencePiece settings. Special ids are fixed: pad=0, unk=1, bos=2, eos=3."""
+
+    type: str = "unigram"
+    """`unigram` or `bpe`."""
+    vocab_size: int = 8000
+    joint: bool = True
+    """One model for both languages (needed for shared embeddings) or one per language."""
+    character_coverage: float = 1.0
+    split_digits: bool = False
+    input_sentence_size: int = 1_000_000
+    """At most this many sentences (sampled) train the model; 0 = all."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Encoder-decoder architecture."""
+
+    cell: str = "lstm"
+    """`lstm` or `gru`."""
+    emb_size: int = 256
+    enc_hidden: int = 256
+    """Hidden size per direction of the encoder."""
+    enc_layers: int = 1
+    bidirectional: bool = True
+    dec_hidden: int = 256
+    dec_layers: int = 1
+    attention: str = "general"
+    """`bahdanau` (additive), `dot` or `general` (Luong)."""
+    input_feeding: bool = True
+    bridge: str = "learned"
+    """Decoder initial state: `zero`, `last` (final encoder state) or `learned` (linear + tanh of it)."""
+    dropout: float = 0.2
+    """Dropout between stacked RNN layers."""
+    emb_dropout: float = 0.2
+    out_dropout: float = 0.2
+    """Dropout on the attentional hidden state, before the output layer."""
+    tie_embeddings: bool = False
+    """Decoder input embedding = output layer weights (needs emb_size == dec_hidden)."""
+    share_embeddings: bool = False
+    """Source and target embeddings are one matrix (needs a joint tokenizer)."""
+    forget_bias: float = 1.0
+    """Initial forget-gate bias of every LSTM."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation, validation and checkpointing."""
+
+    seed: int = 1
+    batch_tokens: int = 4096
+    """Tokens per batch, counted as batch size x longest sequence (padding included)."""
+    accum_steps: int = 1
+    max_epochs: int = 20
+    max_steps: int = 0
+    """Stop after this many optimizer updates; 0 = no limit."""
+    max_minutes: float = 0.0
+    """Stop after this much training wall-clock time; 0 = no limit."""
+    optimizer: str = "adam"
+    """`adam`, `adamw` or `sgd`."""
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    schedule: str = "constant"
+    """`constant`, `plateau` (lr x factor when the validation metric stalls) or `inverse_sqrt`."""
+    warmup_steps: int = 0
+    plateau_factor: float = 0.5
+    plateau_patience: int = 2
+    min_lr: float = 1e-5
+    clip_norm: float = 1.0
+    """Clip the gradient norm to this (0 = off); the pre-clip norm is logged."""
+    clip_value: float = 0.0
+    """If > 0, clip each gradient value to [-v, v] instead of by norm."""
+    label_smoothing: float = 0.1
+    valid_every: int = 500
+    """Validate every N updates (and at the end of every epoch)."""
+    valid_metric: str = "bleu"
+    """`bleu` (higher is better) or `loss` (lower is better): picks the best checkpoint."""
+    valid_beam: int = 1
+    patience: int = 0
+    """Stop after this many validations without improvement; 0 = never."""
+    keep_best: int = 1
+    keep_last: int = 1
+    log_every: int = 100
+    threads: int = 0
+    """torch CPU threads; 0 = torch's default."""
+    device: str = "auto"
+    """`auto` (CUDA when available), `cpu` or `cuda`."""
+    bf16: bool = True
+    """bf16 autocast on CUDA; CPU always runs fp32."""
+    max_bad_steps: int = 20
+    """Stop after this many non-finite losses in a row."""
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    """Defaults for translation (each can be overridden on the command line)."""
+
+    beam: int = 5
+    length_penalty: float = 1.0
+    """GNMT alpha: score / ((5 + len) / 6) ** alpha; 0 = raw log-probability."""
+    max_len_a: float = 1.5
+    max_len_b: int = 10
+    """A hypothesis has at most a * source_length + b tokens."""
+    min_len: int = 0
+    batch_tokens: int = 6000
+    max_src_len: int = 250
+    """Longer inputs are truncated (counted in a warning); the output still has one line per input."""
+
+
+@dataclass(frozen=True)
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "data.format": ("text", "builtin"),
+    "data.normalize": ("", "NFC", "NFKC"),
+    "tokenizer.type": ("unigram", "bpe"),
+    "model.cell": ("lstm", "gru"),
+    "model.attention": ("bahdanau", "dot", "general"),
+    "model.bridge": ("zero", "last", "learned"),
+    "train.optimizer": ("adam", "adamw", "sgd"),
+    "train.schedule": ("constant", "plateau", "inverse_sqrt"),
+    "train.valid_metric": ("bleu", "loss"),
+    "train.device": ("auto", "cpu", "cuda"),
+}
+
+
+def _closest(name: str, options: Sequence[str]) -> str:
+    match = difflib.get_close_matches(name, options, n=1, cutoff=0.5)
+    return f" (did you mean '{match[0]}'?)" if match else f" (valid: {', '.join(options)})"
+
+
+def _coerce(value: Any, typ: Any, where: str) -> Any:
+    """Turn a YAML or command-line value into the field's type, or fail naming the option."""
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in {
+            "true",
+            "yes",
+            "1",
+            "on",
+            "false",
+            "no",
+            "0",
+            "off",
+        }:
+            return value.lower() in {"true", "yes", "1", "on"}
+        raise Seq2SeqError(f"{where}: expected true or false, got {value!r}")
+    if typ is int:
+        if isinstance(value, bool):
+            raise Seq2SeqError(f"{where}: expected an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        try:
+            return int(str(value).replace("_", ""))
+        except ValueError:
+            raise Seq2SeqError(f"{where}: expected an integer, got {value!r}") from None
+    if typ is float:
+        if isinstance(value, bool):
+            raise Seq2SeqError(f"{where}: expected a number, got {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise Seq2SeqError(f"{where}: expected a number, got {value!r}") from None
+    if typ is str:
+        if value is None:
+            return ""
+        if isinstance(value, dict | list):
+            raise Seq2SeqError(f"{where}: expected a string, got {value!r}")
+        return str(value)
+    raise TypeError(f"unsupported config type {typ} at {where}")
+
+
+def _section_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _build_section(cls: type, values: Mapping[str, Any], where: str) -> Any:
+    types_ = _section_types(cls)
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in types_:
+            raise Seq2SeqError(f"{where}: unknown key '{key}'{_closest(key, list(types_))}")
+        kwargs[key] = _validate(f"{cls.__name__}", key, _coerce(value, types_[key], f"{where}.{key}"), where)
+    return cls(**kwargs)
+
+
+_SECTIONS: dict[str, type] = {
+    "data": DataConfig,
+    "tokenizer": TokenizerConfig,
+    "model": ModelConfig,
+    "train": TrainConfig,
+    "decode": DecodeConfig,
+}
+_SECTION_NAME = {cls.__name__: name for name, cls in _SECTIONS.items()}
+
+
+def _validate(cls_name: str, key: str, value: Any, where: str) -> Any:
+    dotted = f"{_SECTION_NAME[cls_name]}.{key}"
+    choices = _CHOICES.get(dotted)
+    if choices is not None and value not in choices:
+        raise Seq2SeqError(f"{where}.{key}: {value!r} is not one of {', '.join(map(repr, choices))}")
+    if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
+        raise Seq2SeqError(f"{where}.{key}: must not be negative, got {value}")
+    return value
+
+
+def config_from_dict(raw: Mapping[str, Any], where: str = "config") -> Config:
+    """Build a `Config` from nested mappings, rejecting unknown sections and keys."""
+    sections: dict[str, Any] = {}
+    for name, values in raw.items():
+        if name not in _SECTIONS:
+            raise Seq2SeqError(f"{where}: unknown section '{name}'{_closest(name, list(_SECTIONS))}")
+        if values is None:
+            values = {}
+        if not isinstance(values, Mapping):
+            raise Seq2SeqError(f"{where}: section '{name}' must be a mapping of key: value")
+        sections[name] = _build_section(_SECTIONS[name], values, f"{where}: {name}")
+    cfg = Config(**sections)
+    check_config(cfg, where)
+    return cfg
+
+
+def check_config(cfg: Config, where: str = "config") -> None:
+    """Cross-field checks that a single key cannot express."""
+    m = cfg.model
+    if m.tie_embeddings and m.emb_size != m.dec_hidden:
+        raise Seq2SeqError(
+            f"{where}: model.tie_embeddings needs model.emb_size == model.dec_hidden "
+            f"(got {m.emb_size} and {m.dec_hidden})"
+        )
+    if m.share_embeddings and not cfg.tokenizer.joint:
+        raise Seq2SeqError(f"{where}: model.share_embeddings needs tokenizer.joint: true")
+    enc_out = m.enc_hidden * (2 if m.bidirectional else 1)
+    if m.attention == "dot" and enc_out != m.dec_hidden:
+        raise Seq2SeqError(
+            f"{where}: model.attention 'dot' needs the encoder output size ({enc_out}) to equal "
+            f"model.dec_hidden ({m.dec_hidden}); use 'general' or change the sizes"
+        )
+    if m.bridge == "last" and (enc_out != m.dec_hidden or m.enc_layers != m.dec_layers):
+        raise Seq2SeqError(
+            f"{where}: model.bridge 'last' needs equal encoder/decoder layers and sizes "
+            f"(encoder {m.enc_layers}x{enc_out}, decoder {m.dec_layers}x{m.dec_hidden}); use 'learned'"
+        )
+    for name in ("emb_size", "enc_hidden", "dec_hidden", "enc_layers", "dec_layers"):
+        if getattr(m, name) < 1:
+            raise Seq2SeqError(f"{where}: model.{name} must be at least 1")
+    for name in ("dropout", "emb_dropout", "out_dropout"):
+        if not 0.0 <= getattr(m, name) < 1.0:
+            raise Seq2SeqError(f"{where}: model.{name} must be in [0, 1)")
+    if not 0.0 <= cfg.train.label_smoothing < 1.0:
+        raise Seq2SeqError(f"{where}: train.label_smoothing must be in [0, 1)")
+    if cfg.train.batch_tokens < 1 or cfg.train.accum_steps < 1:
+        raise Seq2SeqError(f"{where}: train.batch_tokens and train.accum_steps must be at least 1")
+    if cfg.tokenizer.vocab_size < 8:
+        raise Seq2SeqError(f"{where}: tokenizer.vocab_size must be at least 8")
+    if cfg.decode.beam < 1:
+        raise Seq2SeqError(f"{where}: decode.beam must be at least 1")
+
+
+def parse_overrides(pairs: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Turn `["train.lr=0.001", ...]` into nested mappings (values parsed as YAML scalars)."""
+    out: dict[str, dict[str, Any]] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        section, dot, name = key.strip().partition(".")
+        if not sep or not dot or not name:
+            raise Seq2SeqError(f"--set {pair!r}: expected section.key=value, e.g. train.lr=0.0005")
+        try:
+            parsed = yaml.safe_load(value) if value.strip() else ""
+        except yaml.YAMLError:
+            parsed = value
+        out.setdefault(section, {})[name] = parsed
+    return out
+
+
+def _merge(base: dict[str, Any], extra: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    merged = {name: dict(values or {}) for name, values in base.items()}
+    for name, values in extra.items():
+        merged.setdefault(name, {}).update(values)
+    return merged
+
+
+def _resolve_paths(raw: dict[str, Any], base_dir: Path) -> None:
+    """Data paths in a recipe are relative to the recipe file, so recipes work from any directory."""
+    data = raw.get("data") or {}
+    for key in ("train", "valid", "test"):
+        value = data.get(key)
+        if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+            data[key] = str((base_dir / value).resolve())
+        elif isinstance(value, str) and value:
+            data[key] = str(Path(value).expanduser())
+
+
+def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> Config:
+    """Read a recipe (None = all defaults) and apply `--set` overrides."""
+    raw: dict[str, Any] = {}
+    where = "--set"
+    if path is not None:
+        path = Path(path)
+        where = str(path)
+        if not path.is_file():
+            raise Seq2SeqError(f"{path}: recipe not found (see recipes/ for examples)")
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            line = f" line {mark.line + 1}" if mark is not None else ""
+            raise Seq2SeqError(f"{path}:{line} is not valid YAML: {getattr(exc, 'problem', exc)}") from None
+        except UnicodeDecodeError:
+            raise Seq2SeqError(f"{path}: not UTF-8 text; is this a recipe?") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise Seq2SeqError(f"{path}: a recipe is a mapping of sections (data, model, train, ...)")
+        raw = loaded
+        _resolve_paths(raw, path.parent)
+    extra = parse_overrides(overrides)
+    for name in extra:
+        if name not in _SECTIONS:
+            raise Seq2SeqError(f"--set: unknown section '{name}'{_closest(name, list(_SECTIONS))}")
+    if extra.get("data"):
+        _resolve_paths({"data": extra["data"]}, Path.cwd())
+    return config_from_dict(_merge(raw, extra), where)
+
+
+def replace(cfg: Config, **sections: Mapping[str, Any]) -> Config:
+    """A copy of `cfg` with some keys of some sections changed (validated like a recipe)."""
+    raw = _merge(cfg.to_dict(), sections)
+    return config_from_dict(raw, "config")

@@ -1,0 +1,72 @@
+"""Corpus scores from sacrebleu's metric objects, always with their signatures.
+
+Scores are computed on detokenized text against the raw references, exactly as the `sacrebleu`
+command does, so the numbers can be compared with published ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sacrebleu.metrics import BLEU, CHRF, TER
+
+from seq2seq.errors import Seq2SeqError
+
+METRICS = ("bleu", "chrf", "ter")
+
+
+@dataclass(frozen=True)
+class Score:
+    metric: str
+    score: float
+    signature: str
+    text: str
+    """sacrebleu's own formatted line, e.g. 'BLEU = 35.12 66.1/41.2/...'."""
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "metric": self.metric,
+            "score": round(self.score, 4),
+            "signature": self.signature,
+            "text": self.text,
+        }
+
+
+def _metric(name: str, lowercase: bool, tokenize: str | None) -> BLEU | CHRF | TER:
+    if name == "bleu":
+        return BLEU(lowercase=lowercase, tokenize=tokenize)
+    if name == "chrf":
+        return CHRF(lowercase=lowercase)
+    if name == "ter":
+        return TER(case_sensitive=not lowercase)
+    raise Seq2SeqError(f"--metrics: unknown metric {name!r} (choose from {', '.join(METRICS)})")
+
+
+def score_corpus(
+    hypotheses: Sequence[str],
+    references: Sequence[str],
+    metrics: Sequence[str] = METRICS,
+    lowercase: bool = False,
+    tokenize: str | None = None,
+    names: tuple[str, str] = ("hypotheses", "references"),
+) -> list[Score]:
+    """Score detokenized hypotheses against one reference per line."""
+    if len(hypotheses) != len(references):
+        raise Seq2SeqError(
+            f"{names[0]} has {len(hypotheses)} lines but {names[1]} has {len(references)}: "
+            "scores need one hypothesis per reference line"
+        )
+    if tokenize is not None and tokenize not in BLEU.TOKENIZERS:
+        raise Seq2SeqError(f"--tokenize: {tokenize!r} is not one of {', '.join(BLEU.TOKENIZERS)}")
+    scores = []
+    for name in metrics:
+        metric = _metric(name, lowercase, tokenize)
+        result = metric.corpus_score(list(hypotheses), [list(references)])
+        scores.append(Score(name, float(result.score), str(metric.get_signature()), str(result)))
+    return scores
+
+
+def bleu(hypotheses: Sequence[str], references: Sequence[str]) -> Score:
+    """Cased sacreBLEU with the 13a tokenizer (the standard setting)."""
+    return score_corpus(hypotheses, references, ("bleu",))[0]

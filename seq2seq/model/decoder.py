@@ -1,0 +1,99 @@
+"""Attentional recurrent decoder (Luong-style output: tanh(W [context; h]) -> output layer).
+
+With input feeding, the previous step's attentional vector is concatenated to the input embedding, so
+the teacher-forced pass has to step through the target. Without it, the whole target runs through one
+fused `nn.LSTM` call and attention is one batched matmul over all positions. Either way the output layer
+and the loss are applied once to all positions by the caller.
+
+Notation: B batch, T target length, S source length, E embedding, H decoder hidden, L layers, V vocab.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from seq2seq.model.attention import Attention
+from seq2seq.model.encoder import EncoderOutput, make_rnn
+
+
+class DecoderState(NamedTuple):
+    """Recurrent state between steps, reorderable along the batch for beam search."""
+
+    hidden: torch.Tensor
+    """[L, B, H]"""
+    cell: torch.Tensor | None
+    """[L, B, H] LSTM memory cell; None for GRU."""
+    feed: torch.Tensor
+    """[B, H] previous attentional vector (input feeding; zeros at the start or when unused)."""
+
+    def index_select(self, index: torch.Tensor) -> DecoderState:
+        return DecoderState(
+            self.hidden.index_select(1, index),
+            None if self.cell is None else self.cell.index_select(1, index),
+            self.feed.index_select(0, index),
+        )
+
+
+class Decoder(nn.Module):
+    def __init__(
+        self,
+        embed: nn.Embedding,
+        cell: str,
+        hidden: int,
+        layers: int,
+        enc_size: int,
+        attention: str,
+        input_feeding: bool,
+        dropout: float,
+        emb_dropout: float,
+        out_dropout: float,
+    ) -> None:
+        super().__init__()
+        self.embed = embed
+        self.input_feeding = input_feeding
+        self.hidden_size = hidden
+        self.emb_dropout = nn.Dropout(emb_dropout)
+        in_size = embed.embedding_dim + (hidden if input_feeding else 0)
+        self.rnn = make_rnn(cell, in_size, hidden, layers, dropout)
+        self.attention = Attention(attention, hidden, enc_size)
+        self.combine = nn.Linear(enc_size + hidden, hidden, bias=False)
+        self.out_dropout = nn.Dropout(out_dropout)
+
+    def _rnn_state(self, state: DecoderState) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        return state.hidden if state.cell is None else (state.hidden, state.cell)
+
+    def _attend(self, h: torch.Tensor, enc: EncoderOutput) -> tuple[torch.Tensor, torch.Tensor]:
+        """h [B, T, H] -> attentional vectors [B, T, H], weights [B, T, S]."""
+        context, weights = self.attention(h, enc.keys, enc.states, enc.mask)
+        return torch.tanh(self.combine(torch.cat([context, h], dim=-1))), weights
+
+    def step(
+        self, prev: torch.Tensor, state: DecoderState, enc: EncoderOutput
+    ) -> tuple[torch.Tensor, DecoderState, torch.Tensor]:
+        """prev [B] token ids -> attentional vector [B, H], new state, attention weights [B, S]."""
+        x = self.emb_dropout(self.embed(prev)).unsqueeze(1)  # [B, 1, E]
+        if self.input_feeding:
+            x = torch.cat([x, state.feed.unsqueeze(1).to(x.dtype)], dim=-1)
+        out, rnn_state = self.rnn(x, self._rnn_state(state))
+        att, weights = self._attend(out, enc)
+        att = att.squeeze(1)
+        hidden, cell = rnn_state if isinstance(rnn_state, tuple) else (rnn_state, None)
+        return att, DecoderState(hidden, cell, att), weights.squeeze(1)
+
+    def forward(
+        self, tgt_in: torch.Tensor, state: DecoderState, enc: EncoderOutput
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Teacher forcing: tgt_in [B, T] -> attentional vectors [B, T, H], weights [B, T, S]."""
+        if not self.input_feeding:
+            emb = self.emb_dropout(self.embed(tgt_in))  # [B, T, E]
+            out, _ = self.rnn(emb, self._rnn_state(state))  # one fused call over all T
+            return self._attend(out, enc)
+        atts, weights = [], []
+        for t in range(tgt_in.size(1)):
+            att, state, w = self.step(tgt_in[:, t], state, enc)
+            atts.append(att)
+            weights.append(w)
+        return torch.stack(atts, dim=1), torch.stack(weights, dim=1)

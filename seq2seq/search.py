@@ -1,0 +1,295 @@
+"""Batched greedy and beam search over any model with `encode`, `init_state` and `decode_step`.
+
+Beam search keeps batch x beam in one tensor (B * K rows); the encoder runs once per batch. Each step
+takes the top 2K candidates of every sentence, moves the ones ending in EOS into a per-sentence set of K
+finished hypotheses (ranked by length-penalised score), and keeps the best K others alive. A sentence is
+done when its best alive hypothesis can no longer beat its n-th best finished one (the bound uses the
+longest length still allowed, so it is exact for any penalty that grows with length), or at its maximum
+length. Nothing is ever appended after EOS.
+
+Notation: B sentences, K beam, V vocabulary, S source length, t step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+
+from seq2seq.tokenizer import BOS, EOS, PAD, UNK
+
+
+class Reorderable(Protocol):
+    def index_select(self, index: torch.Tensor) -> Any: ...
+
+
+class StepResult(Protocol):
+    @property
+    def log_probs(self) -> torch.Tensor: ...
+
+    @property
+    def state(self) -> Any: ...
+
+    @property
+    def attention(self) -> torch.Tensor: ...
+
+
+class DecoderModel(Protocol):
+    """What search needs of a model."""
+
+    def encode(self, src_ids: torch.Tensor, src_lengths: torch.Tensor) -> Any: ...
+
+    def init_state(self, enc: Any) -> Any: ...
+
+    def decode_step(self, prev: torch.Tensor, state: Any, enc: Any) -> StepResult: ...
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    beam: int = 5
+    n_best: int = 1
+    length_penalty: float = 1.0
+    """alpha: `gnmt` divides by ((5 + len) / 6) ** alpha, `length` by len ** alpha; 0 = raw log-prob."""
+    penalty: str = "gnmt"
+    max_len_a: float = 1.5
+    max_len_b: int = 10
+    min_len: int = 0
+    block_unk: bool = False
+    return_attention: bool = False
+
+    def __post_init__(self) -> None:
+        if self.beam < 1 or not 1 <= self.n_best <= self.beam:
+            raise ValueError(
+                f"need beam >= 1 and 1 <= n_best <= beam (beam {self.beam}, n_best {self.n_best})"
+            )
+        if self.penalty not in ("gnmt", "length"):
+            raise ValueError(f"penalty must be 'gnmt' or 'length', got {self.penalty!r}")
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    tokens: list[int]
+    """Output token ids, without BOS and EOS."""
+    score: float
+    """Length-penalised score that ranks hypotheses."""
+    log_prob: float
+    """Sum of token log-probabilities, EOS included."""
+    attention: torch.Tensor | None = None
+    """[len(tokens) + 1, S] attention weights per output step (EOS step included), if asked for."""
+
+
+def length_penalty(length: torch.Tensor | float, alpha: float, kind: str) -> torch.Tensor | float:
+    """The divisor of a hypothesis' log-probability; `length` counts tokens including EOS."""
+    if alpha == 0.0:
+        return 1.0 if isinstance(length, float) else torch.ones_like(length, dtype=torch.float)
+    if kind == "gnmt":
+        return ((5.0 + length) / 6.0) ** alpha
+    return length**alpha
+
+
+def max_lengths(src_lengths: torch.Tensor, opts: SearchOptions) -> torch.Tensor:
+    """[B] most output tokens (EOS excluded) per sentence: a * source tokens + b (EOS not counted)."""
+    n = (src_lengths - 1).clamp(min=1).float()
+    return (opts.max_len_a * n + opts.max_len_b).floor().long().clamp(min=1)
+
+
+def _constrain(
+    log_probs: torch.Tensor, step: int, max_len: torch.Tensor, opts: SearchOptions
+) -> torch.Tensor:
+    """Apply min/max length and <unk> blocking to [N, V] log-probs at `step` (tokens so far).
+
+    Rows at their maximum length (`step >= max_len`) may only end; they keep EOS's own log-probability.
+    """
+    eos = log_probs[:, EOS]
+    log_probs = log_probs.clone()
+    log_probs[:, PAD] = float("-inf")
+    log_probs[:, BOS] = float("-inf")
+    if opts.block_unk:
+        log_probs[:, UNK] = float("-inf")
+    if step < opts.min_len:
+        log_probs[:, EOS] = float("-inf")
+    force = step >= max_len  # [N]
+    if bool(force.any()):
+        log_probs.masked_fill_(force.unsqueeze(1), float("-inf"))
+        log_probs[:, EOS] = torch.where(force, eos, log_probs[:, EOS])
+    return log_probs
+
+
+@torch.inference_mode()
+def greedy_search(
+    model: DecoderModel, src_ids: torch.Tensor, src_lengths: torch.Tensor, opts: SearchOptions
+) -> list[list[Hypothesis]]:
+    """The most probable next token at every step; one hypothesis per sentence."""
+    batch = src_ids.size(0)
+    device = src_ids.device
+    enc = model.encode(src_ids, src_lengths)
+    state = model.init_state(enc)
+    max_len = max_lengths(src_lengths, opts).to(device)
+    prev = torch.full((batch,), BOS, dtype=torch.long, device=device)
+    finished = torch.zeros(batch, dtype=torch.bool, device=device)
+    scores = torch.zeros(batch, device=device)
+    tokens, attention = [], []
+    for step in range(int(max_len.max()) + 1):
+        out = model.decode_step(prev, state, enc)
+        log_probs = _constrain(out.log_probs.float(), step, max_len, opts)
+        best, tok = log_probs.max(dim=-1)
+        tok = tok.masked_fill(finished, PAD)
+        scores += best.masked_fill(finished, 0.0)
+        tokens.append(tok)
+        if opts.return_attention:
+            attention.append(out.attention.float())
+        finished |= tok == EOS
+        state, prev = out.state, tok
+        if bool(finished.all()):
+            break
+    ids = torch.stack(tokens, dim=1).tolist()
+    attn = torch.stack(attention, dim=1) if opts.return_attention else None
+    results = []
+    for i, row in enumerate(ids):
+        length = row.index(EOS) if EOS in row else len(row)
+        lp = float(length_penalty(float(length + 1), opts.length_penalty, opts.penalty))
+        results.append(
+            [
+                Hypothesis(
+                    row[:length],
+                    float(scores[i]) / lp,
+                    float(scores[i]),
+                    None if attn is None else attn[i, : length + 1].cpu(),
+                )
+            ]
+        )
+    return results
+
+
+@torch.inference_mode()
+def beam_search(
+    model: DecoderModel, src_ids: torch.Tensor, src_lengths: torch.Tensor, opts: SearchOptions
+) -> list[list[Hypothesis]]:
+    """The `opts.n_best` best hypotheses per sentence, best first."""
+    batch, k = src_ids.size(0), opts.beam
+    device = src_ids.device
+    enc = model.encode(src_ids, src_lengths)
+    state = model.init_state(enc)
+    expand = torch.arange(batch, device=device).repeat_interleave(k)
+    enc, state = enc.index_select(expand), state.index_select(expand)
+    max_len = max_lengths(src_lengths, opts).to(device)  # [B]
+    max_steps = int(max_len.max()) + 1
+    row_max_len = max_len.repeat_interleave(k)  # [B * K]
+    best_possible_lp = length_penalty((max_len + 1).float(), opts.length_penalty, opts.penalty)
+    offsets = (torch.arange(batch, device=device) * k).unsqueeze(1)  # [B, 1]
+
+    alive_scores = torch.full((batch, k), float("-inf"), device=device)
+    alive_scores[:, 0] = 0.0
+    alive_tokens = torch.empty(batch * k, 0, dtype=torch.long, device=device)
+    alive_attn: torch.Tensor | None = None
+    fin_scores = torch.full((batch, k), float("-inf"), device=device)
+    fin_raw = torch.full((batch, k), float("-inf"), device=device)
+    fin_tokens = torch.full((batch, k, max_steps), PAD, dtype=torch.long, device=device)
+    fin_attn: torch.Tensor | None = None
+    done = torch.zeros(batch, dtype=torch.bool, device=device)
+    prev = torch.full((batch * k,), BOS, dtype=torch.long, device=device)
+
+    for step in range(max_steps):
+        out = model.decode_step(prev, state, enc)
+        log_probs = _constrain(out.log_probs.float(), step, row_max_len, opts)  # [B*K, V]
+        vocab = log_probs.size(1)
+        cand = (alive_scores.view(-1, 1) + log_probs).view(batch, k * vocab)
+        top_scores, top_ids = cand.topk(min(2 * k, k * vocab), dim=1)  # [B, 2K]
+        beam_idx, tok = top_ids // vocab, top_ids % vocab
+        rows = (offsets + beam_idx).view(-1)  # [B * 2K] alive rows the candidates extend
+        is_eos = (tok == EOS) & ~done.unsqueeze(1) & torch.isfinite(top_scores)
+
+        step_attn = out.attention.float() if opts.return_attention else None
+        if bool(is_eos.any()):
+            # merge EOS candidates into the finished set
+            lp = length_penalty(float(step + 1), opts.length_penalty, opts.penalty)
+            eos_scores = torch.where(is_eos, top_scores / lp, float("-inf"))
+            merged, sel = torch.cat([fin_scores, eos_scores], dim=1).topk(k, dim=1)  # [B, K]
+            cand_tokens = torch.cat(
+                [alive_tokens[rows].view(batch, tok.size(1), step), tok.unsqueeze(2)], dim=2
+            )
+            cand_tokens = torch.nn.functional.pad(cand_tokens, (0, max_steps - step - 1), value=PAD)
+            all_tokens = torch.cat([fin_tokens, cand_tokens], dim=1)
+            fin_tokens = all_tokens.gather(1, sel.unsqueeze(2).expand(-1, -1, max_steps))
+            fin_raw = torch.cat([fin_raw, torch.where(is_eos, top_scores, float("-inf"))], 1).gather(1, sel)
+            if step_attn is not None:
+                fin_attn = _merge_attention(
+                    fin_attn, alive_attn, step_attn, rows, sel, batch, k, step, max_steps
+                )
+            fin_scores = merged
+
+        # keep the best K candidates that did not end
+        alive_cand = top_scores.masked_fill(tok == EOS, float("-inf"))
+        alive_scores, pos = alive_cand.topk(k, dim=1)  # [B, K]
+        reorder = rows.view(batch, -1).gather(1, pos).view(-1)  # [B * K]
+        new_tok = tok.gather(1, pos).view(-1)
+        alive_tokens = torch.cat([alive_tokens[reorder], new_tok.unsqueeze(1)], dim=1)
+        if step_attn is not None:
+            moved = step_attn[reorder].unsqueeze(1)
+            alive_attn = moved if alive_attn is None else torch.cat([alive_attn[reorder], moved], dim=1)
+        state, prev = out.state.index_select(reorder), new_tok
+
+        bound = alive_scores[:, 0] / best_possible_lp
+        done |= (fin_scores[:, opts.n_best - 1] >= bound) | (step >= max_len)
+        if bool(done.all()):
+            break
+
+    return _collect(fin_tokens, fin_scores, fin_raw, fin_attn, opts.n_best)
+
+
+def _merge_attention(
+    fin_attn: torch.Tensor | None,
+    alive_attn: torch.Tensor | None,
+    step_attn: torch.Tensor,
+    rows: torch.Tensor,
+    sel: torch.Tensor,
+    batch: int,
+    k: int,
+    step: int,
+    max_steps: int,
+) -> torch.Tensor:
+    """Finished-set attention [B, K, max_steps, S] after the merge that picked `sel`."""
+    src_len = step_attn.size(-1)
+    if fin_attn is None:
+        fin_attn = step_attn.new_zeros(batch, k, max_steps, src_len)
+    history = (
+        step_attn[rows].unsqueeze(1)
+        if alive_attn is None
+        else torch.cat([alive_attn[rows], step_attn[rows].unsqueeze(1)], dim=1)
+    )
+    history = torch.nn.functional.pad(history, (0, 0, 0, max_steps - step - 1))
+    cand = history.view(batch, -1, max_steps, src_len)
+    merged = torch.cat([fin_attn, cand], dim=1)
+    return merged.gather(1, sel.view(batch, k, 1, 1).expand(-1, -1, max_steps, src_len))
+
+
+def _collect(
+    tokens: torch.Tensor,
+    scores: torch.Tensor,
+    raw: torch.Tensor,
+    attn: torch.Tensor | None,
+    n_best: int,
+) -> list[list[Hypothesis]]:
+    token_rows, score_rows, raw_rows = tokens.tolist(), scores.tolist(), raw.tolist()
+    results = []
+    for b in range(len(token_rows)):
+        hyps = []
+        for j in range(n_best):
+            if score_rows[b][j] == float("-inf"):
+                break
+            row = token_rows[b][j]
+            length = row.index(EOS)
+            hyp_attn = None if attn is None else attn[b, j, : length + 1].cpu()
+            hyps.append(Hypothesis(row[:length], score_rows[b][j], raw_rows[b][j], hyp_attn))
+        results.append(hyps)
+    return results
+
+
+def search(
+    model: DecoderModel, src_ids: torch.Tensor, src_lengths: torch.Tensor, opts: SearchOptions
+) -> list[list[Hypothesis]]:
+    """Greedy for beam 1, beam search otherwise."""
+    if opts.beam == 1:
+        return greedy_search(model, src_ids, src_lengths, opts)
+    return beam_search(model, src_ids, src_lengths, opts)

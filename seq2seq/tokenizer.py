@@ -1,0 +1,114 @@
+"""SentencePiece subwords; the SentencePiece model's ids are the model's vocabulary.
+
+Special ids are fixed for every model this toolkit trains: pad=0, unk=1, bos=2, eos=3. A tokenizer is
+one joint model or a source and a target model, and travels inside checkpoints as the models' bytes.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Iterator, Sequence
+
+import sentencepiece as spm
+
+from seq2seq.config import TokenizerConfig
+from seq2seq.errors import Seq2SeqError
+
+PAD, UNK, BOS, EOS = 0, 1, 2, 3
+
+
+def train_sentencepiece(sentences: Iterable[str], cfg: TokenizerConfig, threads: int = 2) -> bytes:
+    """Train a SentencePiece model on `sentences`; returns the serialized model."""
+    model = io.BytesIO()
+    try:
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=(s for s in sentences if s),
+            model_writer=model,
+            model_type=cfg.type,
+            vocab_size=cfg.vocab_size,
+            hard_vocab_limit=False,
+            character_coverage=cfg.character_coverage,
+            split_digits=cfg.split_digits,
+            input_sentence_size=cfg.input_sentence_size,
+            shuffle_input_sentence=True,
+            pad_id=PAD,
+            unk_id=UNK,
+            bos_id=BOS,
+            eos_id=EOS,
+            num_threads=threads,
+            minloglevel=2,
+        )
+    except RuntimeError as exc:
+        raise Seq2SeqError(f"SentencePiece training failed: {exc}") from None
+    return model.getvalue()
+
+
+def _load(proto: bytes) -> spm.SentencePieceProcessor:
+    sp = spm.SentencePieceProcessor()
+    sp.LoadFromSerializedProto(proto)
+    if (sp.pad_id(), sp.unk_id(), sp.bos_id(), sp.eos_id()) != (PAD, UNK, BOS, EOS):
+        raise Seq2SeqError(
+            "SentencePiece model has other special ids than pad=0 unk=1 bos=2 eos=3; "
+            "train it with seq2seq preprocess"
+        )
+    return sp
+
+
+class Tokenizer:
+    """Source and target SentencePiece processors (the same one when joint)."""
+
+    def __init__(self, src_model: bytes, tgt_model: bytes | None = None) -> None:
+        self.src_model = src_model
+        self.tgt_model = tgt_model
+        self.src = _load(src_model)
+        self.tgt = self.src if tgt_model is None else _load(tgt_model)
+
+    @property
+    def joint(self) -> bool:
+        return self.tgt_model is None
+
+    @property
+    def src_vocab_size(self) -> int:
+        return int(self.src.get_piece_size())
+
+    @property
+    def tgt_vocab_size(self) -> int:
+        return int(self.tgt.get_piece_size())
+
+    @classmethod
+    def train(
+        cls, src: Sequence[str], tgt: Sequence[str], cfg: TokenizerConfig, threads: int = 2
+    ) -> Tokenizer:
+        if cfg.joint:
+            return cls(train_sentencepiece(_chain(src, tgt), cfg, threads))
+        return cls(train_sentencepiece(src, cfg, threads), train_sentencepiece(tgt, cfg, threads))
+
+    def encode_src(self, lines: list[str]) -> list[list[int]]:
+        return self.src.encode(lines)  # type: ignore[no-any-return]
+
+    def encode_tgt(self, lines: list[str]) -> list[list[int]]:
+        return self.tgt.encode(lines)  # type: ignore[no-any-return]
+
+    def decode_tgt(self, ids: list[list[int]]) -> list[str]:
+        return self.tgt.decode(ids)  # type: ignore[no-any-return]
+
+    def tgt_pieces(self, ids: list[int]) -> list[str]:
+        return [self.tgt.id_to_piece(i) for i in ids]
+
+    def src_pieces(self, ids: list[int]) -> list[str]:
+        return [self.src.id_to_piece(i) for i in ids]
+
+    def state(self) -> dict[str, bytes | None]:
+        return {"src": self.src_model, "tgt": self.tgt_model}
+
+    @classmethod
+    def from_state(cls, state: dict[str, bytes | None]) -> Tokenizer:
+        src = state["src"]
+        if not isinstance(src, bytes):
+            raise Seq2SeqError("tokenizer state has no source model")
+        return cls(src, state.get("tgt"))
+
+
+def _chain(*parts: Iterable[str]) -> Iterator[str]:
+    for part in parts:
+        yield from part
