@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,9 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
             f"{path}: checkpoint not found" + (" (it is a directory)" if path.is_dir() else "")
         )
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about odd pickles before refusing them
+            warnings.simplefilter("ignore")
+            payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # any failure to unpickle means "not a checkpoint", never code to run
         raise Seq2SeqError(
             f"{path}: not a loadable seq2seq checkpoint ({type(exc).__name__}: the file is damaged or was "

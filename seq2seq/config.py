@@ -337,9 +337,11 @@ def parse_overrides(pairs: Sequence[str]) -> dict[str, dict[str, Any]]:
 
 
 def _merge(base: dict[str, Any], extra: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    merged = {name: dict(values or {}) for name, values in base.items()}
+    merged = {name: dict(values) if isinstance(values, Mapping) else values for name, values in base.items()}
     for name, values in extra.items():
-        merged.setdefault(name, {}).update(values)
+        if not isinstance(merged.get(name), dict):
+            merged[name] = {}
+        merged[name].update(values)
     return merged
 
 

@@ -96,6 +96,7 @@ def numbers_de(train_size: int, eval_size: int, seed: int) -> dict[str, list[tup
     small = [n for first, last, copies in _SMALL for n in range(first, last + 1) for _ in range(copies)]
     train = small + pool[2 * eval_size : 2 * eval_size + max(0, train_size - len(small))]
     rng.shuffle(train)
+    train = train[:train_size]
 
     def pairs(numbers: list[int]) -> list[tuple[str, str]]:
         return [(str(n), german_number(n)) for n in numbers]

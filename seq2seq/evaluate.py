@@ -39,7 +39,7 @@ def _metric(name: str, lowercase: bool, tokenize: str | None) -> BLEU | CHRF | T
     if name == "chrf":
         return CHRF(lowercase=lowercase)
     if name == "ter":
-        return TER(case_sensitive=not lowercase)
+        return TER()  # sacrebleu's default, case-insensitive TER (its signature says case:lc)
     raise Seq2SeqError(f"--metrics: unknown metric {name!r} (choose from {', '.join(METRICS)})")
 
 

@@ -1,0 +1,74 @@
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+
+from seq2seq.checkpoint import load_checkpoint, load_model, save_checkpoint
+from seq2seq.errors import Seq2SeqError
+
+
+class Evil:
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (os.system, ("echo pwned > /dev/null",))
+
+
+def test_roundtrip(tmp_path: Path) -> None:
+    save_checkpoint(tmp_path / "c.pt", {"model": {"w": torch.ones(2)}, "blob": b"\x00spm"})
+    payload = load_checkpoint(tmp_path / "c.pt")
+    assert payload["blob"] == b"\x00spm" and torch.equal(payload["model"]["w"], torch.ones(2))
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "not a loadable seq2seq checkpoint"),
+        (b"garbage\n", "not a loadable seq2seq checkpoint"),
+        (pickle.dumps(Evil()), "not a loadable seq2seq checkpoint"),
+    ],
+)
+def test_bad_files_are_one_line_errors(tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "bad.pt"
+    path.write_bytes(content)
+    with pytest.raises(Seq2SeqError, match=message) as info:
+        load_checkpoint(path)
+    assert "\n" not in str(info.value)
+
+
+def test_code_in_a_checkpoint_never_runs(tmp_path: Path) -> None:
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "seq2seq-checkpoint", "version": 1, "x": Evil()}, path)
+    with pytest.raises(Seq2SeqError):
+        load_checkpoint(path)
+
+
+def test_other_torch_files_are_refused(tmp_path: Path) -> None:
+    torch.save({"weights": torch.zeros(1)}, tmp_path / "other.pt")
+    with pytest.raises(Seq2SeqError, match="not a seq2seq checkpoint"):
+        load_checkpoint(tmp_path / "other.pt")
+    with pytest.raises(Seq2SeqError, match="checkpoint not found"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_failed_write_keeps_the_previous_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "c.pt"
+    save_checkpoint(path, {"v": 1})
+
+    def crash(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt  # a kill in the middle of writing
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(path, {"v": 2})
+    assert load_checkpoint(path)["v"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]  # no temporary file left behind
+
+
+def test_truncated_checkpoint(tmp_path: Path, checkpoint: Path) -> None:
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(checkpoint.read_bytes()[:1000])
+    with pytest.raises(Seq2SeqError, match="not a loadable"):
+        load_model(cut)
+    model, tokenizer, _ = load_model(checkpoint)
+    assert not model.training and tokenizer.tgt_vocab_size == model.tgt_vocab

@@ -1,0 +1,129 @@
+"""The command line end to end: preprocess -> train -> translate -> eval on a tiny generated corpus."""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from cli import app
+from tests.conftest import TINY
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def recipe(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("recipe") / "tiny.yaml"
+    path.write_text(yaml.safe_dump(TINY), encoding="utf-8")
+    return path
+
+
+def test_help_lists_every_subcommand() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("preprocess", "train", "translate", "eval"):
+        assert command in result.output
+
+
+@pytest.mark.parametrize("command", ["preprocess", "train", "translate", "eval"])
+def test_every_option_is_described(command: str) -> None:
+    result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    options = [line for line in result.output.splitlines() if line.strip().lstrip("│ ").startswith("--")]
+    assert options
+    for line in options:
+        parts = line.strip("│ ").split(None, 2)
+        assert len(parts) >= 2, f"{command}: undocumented option line {line!r}"
+
+
+def test_end_to_end(recipe: Path, tmp_path: Path) -> None:
+    data, run = tmp_path / "data", tmp_path / "run"
+    result = runner.invoke(app, ["preprocess", str(recipe), "--out", str(data)])
+    assert result.exit_code == 0, result.output
+    assert "kept" in result.output and (data / "manifest.json").is_file()
+    again = runner.invoke(app, ["preprocess", str(recipe), "--out", str(data)])
+    assert "up to date" in again.output
+
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            str(recipe),
+            "--out",
+            str(run),
+            "--data",
+            str(data),
+            "--set",
+            "train.max_steps=25",
+            "--no-progress",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    best = run / "checkpoints" / "best.pt"
+    assert f"best model: {best}" in result.output
+
+    src = data / "corpus" / "test.src"
+    out = tmp_path / "hyp.txt"
+    result = runner.invoke(app, ["translate", "--model", str(best), str(src), "-o", str(out), "--beam", "2"])
+    assert result.exit_code == 0, result.output
+    assert len(out.read_text(encoding="utf-8").split("\n")) - 1 == len(src.read_text().splitlines())
+
+    result = runner.invoke(
+        app, ["translate", "-m", str(best), "--format", "jsonl", "--n-best", "2"], input="12\n\n345\n"
+    )
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["line"] for r in rows] == [1, 2, 3] and rows[1]["translation"] == ""
+
+    ref = data / "corpus" / "test.tgt"
+    result = runner.invoke(app, ["eval", "--hyp", str(out), "--ref", str(ref), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    scores = json.loads(result.stdout)
+    assert [s["metric"] for s in scores] == ["bleu", "chrf", "ter"]
+    assert all("version:" in s["signature"] for s in scores)
+
+    result = runner.invoke(
+        app,
+        ["eval", "-m", str(best), "--src", str(src), "--ref", str(ref), "--metrics", "bleu", "--beam", "2"],
+    )
+    assert result.exit_code == 0 and "BLEU = " in result.stdout and "signature: nrefs:1" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "missing.yaml"], "missing.yaml: recipe not found"),
+        (["preprocess", "{recipe}", "--set", "model.hiden=3"], "unknown key 'hiden'"),
+        (["translate", "-m", "{garbage}"], "not a loadable seq2seq checkpoint"),
+        (["translate", "-m", "missing.pt"], "missing.pt: checkpoint not found"),
+        (["translate", "-m", "{garbage}", "--beam", "0"], "--beam: must be at least 1"),
+        (["translate", "-m", "{garbage}", "--format", "xml"], "--format: 'xml' is not one of"),
+        (["translate", "-m", "{garbage}", "nothere.txt"], "not a loadable"),
+        (["eval", "--ref", "{two}", "--hyp", "{three}"], "has 3 lines but"),
+        (["eval", "--ref", "{two}"], "give either --hyp FILE, or --model CKPT"),
+        (["eval", "--ref", "nothere.txt", "--hyp", "{two}"], "nothere.txt: file not found"),
+    ],
+)
+def test_bad_input_is_one_line_without_traceback(
+    recipe: Path, tmp_path: Path, args: list[str], message: str
+) -> None:
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint")
+    (tmp_path / "two.txt").write_text("a\nb\n")
+    (tmp_path / "three.txt").write_text("a\nb\nc\n")
+    names = {
+        "recipe": recipe,
+        "garbage": garbage,
+        "two": tmp_path / "two.txt",
+        "three": tmp_path / "three.txt",
+    }
+    result = runner.invoke(app, [a.format(**names) for a in args])
+    assert result.exit_code == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.output and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_debug_shows_the_traceback() -> None:
+    result = runner.invoke(app, ["--debug", "train", "missing.yaml"])
+    assert result.exit_code != 0 and result.exception is not None

@@ -1,0 +1,142 @@
+import json
+import math
+import os
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from seq2seq.checkpoint import load_checkpoint
+from seq2seq.data import preprocess
+from seq2seq.errors import Seq2SeqError
+from seq2seq.train import TrainResult, train
+from tests.conftest import tiny_config
+
+TRAIN_MODULE = sys.modules["seq2seq.train"]  # `seq2seq.train` the attribute is the function
+QUIET = {"log": lambda line: None, "show_progress": False}
+
+
+def train_losses(run: Path) -> list[tuple[int, float]]:
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [(r["step"], r["loss"]) for r in records if r["type"] == "train"]
+
+
+def weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(path)["model"]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("data")
+    preprocess(tiny_config(), out, log=lambda line: None)
+    return out
+
+
+def resume_config(max_steps: int):
+    return tiny_config(train={"max_steps": max_steps, "log_every": 1, "valid_every": 7, "max_epochs": 3})
+
+
+def test_run_directory_contents(trained: TrainResult) -> None:
+    run = trained.run_dir
+    for name in ("config.yaml", "metrics.jsonl", "train.log", "checkpoints/last.pt", "checkpoints/best.pt"):
+        assert (run / name).is_file(), name
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert {r["type"] for r in records} == {"train", "valid"}
+    assert all(math.isfinite(r["loss"]) for r in records)
+    assert trained.best_score is not None and trained.steps == 40
+
+
+def test_resume_is_exact(tmp_path: Path, data_dir: Path) -> None:
+    """N updates straight == N/2 updates, stop, resume for N/2: bitwise-equal weights and equal losses."""
+    straight = train(resume_config(24), tmp_path / "a", data_dir, **QUIET)
+    train(resume_config(12), tmp_path / "b", data_dir, **QUIET)
+    resumed = train(resume_config(24), tmp_path / "b", data_dir, **QUIET)
+    assert resumed.steps == straight.steps == 24
+    a, b = weights(straight.last_checkpoint), weights(resumed.last_checkpoint)
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    assert train_losses(tmp_path / "a") == train_losses(tmp_path / "b")
+
+
+def test_ctrl_c_saves_and_resumes_exactly(tmp_path: Path, data_dir: Path) -> None:
+    """A real SIGINT mid-run: the update finishes, last.pt is saved, resuming matches a straight run."""
+    lines: list[str] = []
+
+    def interrupt_at_update_10(line: str) -> None:
+        lines.append(line)
+        if line.startswith("update 10 "):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    cfg = resume_config(24)
+    straight = train(cfg, tmp_path / "a", data_dir, **QUIET)
+    stopped = train(cfg, tmp_path / "b", data_dir, log=interrupt_at_update_10, show_progress=True)
+    assert stopped.stop_reason == "interrupted" and stopped.steps == 10
+    assert any("Resume with the same command" in line for line in lines)
+    resumed = train(cfg, tmp_path / "b", data_dir, **QUIET)
+    a, b = weights(straight.last_checkpoint), weights(resumed.last_checkpoint)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_other_config_on_existing_run_is_an_error(tmp_path: Path, data_dir: Path) -> None:
+    train(resume_config(4), tmp_path / "r", data_dir, **QUIET)
+    changed = tiny_config(
+        train={"max_steps": 4, "lr": 0.1, "log_every": 1, "valid_every": 7, "max_epochs": 3}
+    )
+    with pytest.raises(Seq2SeqError, match=r"another config \(train.lr: 0.005 -> 0.1\).*--restart"):
+        train(changed, tmp_path / "r", data_dir, **QUIET)
+    restarted = train(changed, tmp_path / "r", data_dir, restart=True, **QUIET)
+    assert restarted.steps == 4
+
+
+def test_non_finite_losses_are_skipped_then_stop_the_run(
+    tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_loss = TRAIN_MODULE.compute_loss
+    calls = {"n": 0}
+
+    def sometimes_nan(model, batch, label_smoothing):
+        calls["n"] += 1
+        loss = real_loss(model, batch, label_smoothing)
+        return loss * float("nan") if calls["n"] == 2 or calls["n"] > 4 else loss
+
+    monkeypatch.setattr(TRAIN_MODULE, "compute_loss", sometimes_nan)
+    messages: list[str] = []
+    cfg = tiny_config(train={"max_bad_steps": 3, "max_steps": 30})
+    with pytest.raises(Seq2SeqError, match="3 non-finite losses in a row at update 3"):
+        train(cfg, tmp_path / "nan", data_dir, log=messages.append, show_progress=True)
+    assert any("non-finite loss at update 2; skipped" in m for m in messages)
+
+
+def test_checkpoints_kept(tmp_path: Path, data_dir: Path) -> None:
+    cfg = tiny_config(train={"max_steps": 20, "valid_every": 4, "keep_best": 2, "keep_last": 1})
+    train(cfg, tmp_path / "k", data_dir, **QUIET)
+    steps = sorted((tmp_path / "k" / "checkpoints").glob("step-*.pt"))
+    assert 1 <= len(steps) <= 3
+    assert "optimizer" not in load_checkpoint(tmp_path / "k" / "checkpoints" / "best.pt")
+    assert "optimizer" in load_checkpoint(tmp_path / "k" / "checkpoints" / "last.pt")
+
+
+def test_clipping_logs_pre_clip_norm(tmp_path: Path, data_dir: Path) -> None:
+    cfg = tiny_config(train={"max_steps": 6, "log_every": 1, "clip_norm": 1e-3, "valid_every": 100})
+    train(cfg, tmp_path / "c", data_dir, **QUIET)
+    records = [json.loads(line) for line in (tmp_path / "c" / "metrics.jsonl").read_text().splitlines()]
+    norms = [r["grad_norm"] for r in records if r["type"] == "train"]
+    assert norms and all(n > 1e-3 for n in norms)  # the logged norm is before clipping
+
+
+@pytest.mark.parametrize("schedule", ["constant", "inverse_sqrt", "plateau"])
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd"])
+def test_optimizers_and_schedules_run(tmp_path: Path, data_dir: Path, schedule: str, optimizer: str) -> None:
+    cfg = tiny_config(
+        train={
+            "max_steps": 3,
+            "schedule": schedule,
+            "optimizer": optimizer,
+            "warmup_steps": 2,
+            "valid_every": 2,
+        }
+    )
+    assert train(cfg, tmp_path / "s", data_dir, **QUIET).steps == 3
