@@ -138,7 +138,7 @@ def _format(translation: Translation, index: int, fmt: str) -> str:
             "line": index + 1,
             "source": translation.source,
             "translation": translation.text,
-            "score": translation.candidates[0].score if translation.candidates else None,
+            "score": round(translation.candidates[0].score, 4) if translation.candidates else None,
             "n_best": [
                 {"text": c.text, "score": round(c.score, 4), "log_prob": round(c.log_prob, 4)}
                 for c in translation.candidates

@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+import yaml
 
 from seq2seq.config import Config, load_config, parse_overrides
 from seq2seq.errors import Seq2SeqError
@@ -93,3 +94,14 @@ def test_data_paths_are_relative_to_the_recipe(tmp_path: Path) -> None:
 @pytest.mark.parametrize("recipe", sorted(RECIPES.glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_recipes_load(recipe: Path) -> None:
     load_config(recipe)
+
+
+def test_reference_recipe_documents_every_key() -> None:
+    """recipes/reference.yaml lists every key with its default value."""
+    reference = yaml.safe_load((RECIPES / "reference.yaml").read_text(encoding="utf-8"))
+    defaults = Config().to_dict()
+    assert set(reference) == set(defaults)
+    for section, values in defaults.items():
+        assert set(reference[section]) == set(values), section
+        for key, value in values.items():
+            assert reference[section][key] == value, f"{section}.{key}"
