@@ -15,6 +15,7 @@ import typer
 from seq2seq import Seq2SeqError, Translator, load_config
 from seq2seq import preprocess as run_preprocess
 from seq2seq import train as run_train
+from seq2seq.bench import format_table, run_bench
 from seq2seq.data import report_table
 from seq2seq.evaluate import METRICS, score_corpus
 from seq2seq.textio import LineStats, iter_lines, read_lines
@@ -287,6 +288,65 @@ def evaluate(
         else:
             for s in scores:
                 typer.echo(f"{s.text}\n    signature: {s.signature}")
+
+
+@app.command()
+def bench(
+    ctx: typer.Context,
+    recipe: Annotated[
+        Path | None,
+        typer.Argument(
+            help="Recipe to measure [default: generated Multi30k-sized "
+            "data and the reference 7.6M-parameter model]."
+        ),
+    ] = None,
+    model: Annotated[
+        Path | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="Checkpoint for the decoding figures [default: the recipe's runs/NAME/checkpoints/best.pt].",
+        ),
+    ] = None,
+    src: Annotated[
+        Path | None, typer.Option(help="Source file to decode [default: the recipe's test source].")
+    ] = None,
+    data: Annotated[Path | None, typer.Option(help="Preprocessed data [default: runs/NAME/data].")] = None,
+    steps: Annotated[int, typer.Option(help="Measured training updates.")] = 30,
+    warmup: Annotated[int, typer.Option(help="Training updates before measuring.")] = 5,
+    batch_tokens: Annotated[
+        int | None, typer.Option(help="Tokens per training batch [default: the recipe's, or ~64 sentences].")
+    ] = None,
+    set_: SetOption = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write the figures as JSON here.")
+    ] = None,
+) -> None:
+    """Measure training and decoding speed, peak memory and the fraction of the machine's matmul peak."""
+    with _user_errors(ctx):
+        if steps < 1 or warmup < 0:
+            raise Seq2SeqError("--steps must be at least 1 and --warmup at least 0")
+        cfg = load_config(recipe, set_ or []) if recipe is not None else None
+        if recipe is not None:
+            run_dir = Path("runs") / recipe.stem
+            data = data or run_dir / "data"
+            model = model or (
+                run_dir / "checkpoints" / "best.pt"
+                if (run_dir / "checkpoints" / "best.pt").is_file()
+                else None
+            )
+            if src is None and cfg is not None and cfg.data.format == "text" and cfg.data.test:
+                src = Path(f"{cfg.data.test}.{cfg.data.src_lang}")
+        if model is not None and src is None:
+            raise Seq2SeqError("--model needs --src FILE (sentences to decode)")
+        result = run_bench(cfg, data, model, src, warmup, steps, batch_tokens, device, log=_err)
+        if model is None:
+            _err("no checkpoint given: decoding not measured (pass --model CKPT --src FILE)")
+        typer.echo(format_table(result))
+        if json_out is not None:
+            json_out.write_text(result.to_json() + "\n", encoding="utf-8")
+            _err(f"figures written to {json_out}")
 
 
 def main() -> None:

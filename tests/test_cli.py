@@ -23,11 +23,11 @@ def recipe(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_help_lists_every_subcommand() -> None:
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
-    for command in ("preprocess", "train", "translate", "eval"):
+    for command in ("preprocess", "train", "translate", "eval", "bench"):
         assert command in result.output
 
 
-@pytest.mark.parametrize("command", ["preprocess", "train", "translate", "eval"])
+@pytest.mark.parametrize("command", ["preprocess", "train", "translate", "eval", "bench"])
 def test_every_option_is_described(command: str) -> None:
     result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0

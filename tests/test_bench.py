@@ -1,0 +1,53 @@
+from pathlib import Path
+
+import pytest
+
+from seq2seq.bench import (
+    format_table,
+    generated_corpus,
+    matmul_peak_gflops,
+    reference_config,
+    run_bench,
+    train_flops_per_token,
+)
+from seq2seq.model import build_model, count_parameters
+from tests.conftest import tiny_config
+
+
+def test_reference_model_size() -> None:
+    model = build_model(reference_config().model, 8000, 8000)
+    assert 7.5e6 < count_parameters(model) < 8.5e6
+
+
+def test_flop_count_scales_as_the_matmuls_do() -> None:
+    cfg = reference_config().model
+    base = train_flops_per_token(cfg, 8000, 1.0, 14.0)
+    # output layer: 3 passes x 2 FLOPs x hidden x vocab
+    assert train_flops_per_token(cfg, 9000, 1.0, 14.0) - base == pytest.approx(3 * 2 * 256 * 1000)
+    # attention reads every source position: score + context, forward and backward
+    assert train_flops_per_token(cfg, 8000, 1.0, 15.0) - base == pytest.approx(3 * (2 * 256 + 2 * 256))
+    assert 15e6 < base < 30e6  # ~20 MFLOP per target token for the reference model
+
+
+def test_generated_corpus_is_multi30k_shaped() -> None:
+    corpus = generated_corpus(2000, 8000)
+    assert len(corpus) == 2000
+    assert 11 < corpus.src.lengths.mean() < 16 and corpus.tgt.lengths.mean() > corpus.src.lengths.mean()
+
+
+def test_matmul_peak_is_positive() -> None:
+    assert matmul_peak_gflops(1, size=128, seconds=0.05) > 0
+
+
+def test_bench_on_a_recipe(tmp_path: Path, checkpoint: Path) -> None:
+    source = tmp_path / "src.txt"
+    source.write_text("12\n345\n\n6789\n", encoding="utf-8")
+    result = run_bench(
+        tiny_config(), tmp_path / "data", checkpoint, source, warmup=1, steps=3, log=lambda s: None
+    )
+    assert result.train["tgt_tokens_per_s"] > 0 and 0 <= result.train["padding_fraction"] < 1
+    assert set(result.decode) == {"beam1", "beam5"}
+    assert result.memory["peak_rss_mib"] > 0
+    table = format_table(result)
+    for row in ("train target tokens/s", "fraction of peak", "decode beam5 sentences/s", "padding fraction"):
+        assert row in table
