@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import IO, Annotated
 
 import typer
+from rich.console import Console
+from rich.progress import Progress
 
 from seq2seq import Seq2SeqError, Translator, load_config
 from seq2seq import preprocess as run_preprocess
@@ -144,9 +146,35 @@ def _format(translation: Translation, index: int, fmt: str) -> str:
                 {"text": c.text, "score": round(c.score, 4), "log_prob": round(c.log_prob, 4)}
                 for c in translation.candidates
             ],
+            "time_ms": round(1000 * translation.seconds, 3),
         },
         ensure_ascii=False,
     )
+
+
+def _alignment(translation: Translation, index: int) -> str:
+    """One JSON line: source and target pieces (with </s>) and the best candidate's attention matrix."""
+    best = translation.candidates[0] if translation.candidates else None
+    return json.dumps(
+        {
+            "line": index + 1,
+            "source_tokens": [*translation.source_tokens, "</s>"] if best else [],
+            "target_tokens": [*best.tokens, "</s>"] if best else [],
+            "attention": [[round(w, 4) for w in row] for row in best.attention.tolist()]
+            if best is not None and best.attention is not None
+            else [],
+        },
+        ensure_ascii=False,
+    )
+
+
+def _count_lines(path: Path) -> int:
+    count, last = 0, b"\n"
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            count += block.count(b"\n")
+            last = block[-1:]
+    return count + (last != b"\n")
 
 
 @app.command()
@@ -163,14 +191,26 @@ def translate(
         Path | None, typer.Option("--output", "-o", help="Output file [default: stdout].")
     ] = None,
     beam: Annotated[int | None, typer.Option(help="Beam size; 1 = greedy [default: the recipe's].")] = None,
-    n_best: Annotated[int, typer.Option(help="Hypotheses per line in the jsonl output.")] = 1,
-    length_penalty: Annotated[float | None, typer.Option(help="GNMT length penalty alpha.")] = None,
+    n_best: Annotated[int, typer.Option(help="Hypotheses per line (jsonl output).")] = 1,
+    length_penalty: Annotated[
+        float | None, typer.Option(help="Length penalty alpha; 0 = raw log-probability [default: recipe's].")
+    ] = None,
+    penalty: Annotated[
+        str, typer.Option(help="gnmt: score / ((5+len)/6)^alpha; length: score / len^alpha.")
+    ] = "gnmt",
     max_len_a: Annotated[
         float | None, typer.Option(help="Max output length = a * source length + b.")
     ] = None,
     max_len_b: Annotated[int | None, typer.Option(help="See --max-len-a.")] = None,
+    min_len: Annotated[int | None, typer.Option(help="Min output length in subwords.")] = None,
+    no_unk: Annotated[bool, typer.Option("--no-unk", help="Never emit the unknown token.")] = False,
     batch_tokens: Annotated[int | None, typer.Option(help="Source tokens per batch.")] = None,
-    fmt: Annotated[str, typer.Option("--format", help="plain or jsonl (with scores and n-best).")] = "plain",
+    fmt: Annotated[
+        str, typer.Option("--format", help="plain, or jsonl (score, n-best, time per line).")
+    ] = "plain",
+    attention: Annotated[
+        Path | None, typer.Option(help="Also write the best hypothesis' attention here (JSON Lines).")
+    ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     chunk_lines: Annotated[int, typer.Option(help="Lines read before translating (1 on a terminal).")] = 1000,
 ) -> None:
@@ -178,57 +218,60 @@ def translate(
     with _user_errors(ctx):
         if fmt not in ("plain", "jsonl"):
             raise Seq2SeqError(f"--format: {fmt!r} is not one of 'plain', 'jsonl'")
+        if penalty not in ("gnmt", "length"):
+            raise Seq2SeqError(f"--penalty: {penalty!r} is not one of 'gnmt', 'length'")
         if n_best > 1 and fmt == "plain":
             raise Seq2SeqError("--n-best > 1 needs --format jsonl")
         if str(model) in ("", "."):
             raise Seq2SeqError(
                 "--model: give the checkpoint to translate with, e.g. runs/NAME/checkpoints/best.pt"
             )
-        for name, value in (
-            ("--beam", beam),
-            ("--n-best", n_best),
-            ("--batch-tokens", batch_tokens),
-            ("--chunk-lines", chunk_lines),
-        ):
+        for name, value in (("--beam", beam), ("--n-best", n_best), ("--batch-tokens", batch_tokens),
+                            ("--chunk-lines", chunk_lines)):  # fmt: skip
             if value is not None and value < 1:
                 raise Seq2SeqError(f"{name}: must be at least 1, got {value}")
+        for name, number in (("--min-len", min_len), ("--max-len-a", max_len_a), ("--max-len-b", max_len_b)):
+            if number is not None and number < 0:
+                raise Seq2SeqError(f"{name}: must not be negative, got {number}")
         translator = Translator.from_checkpoint(model, device)
         opts = translator.options(
-            beam=beam,
-            n_best=n_best,
-            length_penalty=length_penalty,
-            max_len_a=max_len_a,
-            max_len_b=max_len_b,
-        )
+            beam=beam, n_best=n_best, length_penalty=length_penalty, max_len_a=max_len_a, max_len_b=max_len_b,
+            min_len=min_len, block_unk=no_unk, attention=attention is not None, penalty=penalty,
+        )  # fmt: skip
         stats = LineStats()
         start = time.perf_counter()
+        console = Console(file=sys.stderr)
         with contextlib.ExitStack() as stack:
             stream, name = _open_input(input_)
             if stream is not sys.stdin.buffer:
                 stack.enter_context(stream)
             sink = stack.enter_context(open(output, "w", encoding="utf-8")) if output else sys.stdout
+            align = stack.enter_context(open(attention, "w", encoding="utf-8")) if attention else None
             interactive = stream is sys.stdin.buffer and sys.stdin.isatty()
+            show_bar = console.is_terminal and stream is not sys.stdin.buffer and output is not None
+            bar = stack.enter_context(Progress(console=console, disable=not show_bar, transient=True))
+            task = bar.add_task("translate", total=_count_lines(Path(name)) if show_bar else None)
             lines = iter_lines(stream, name, replace_invalid=True, stats=stats)
             results = translator.translate_stream(
                 lines, opts, 1 if interactive else chunk_lines, batch_tokens
             )
             for i, translation in enumerate(results):
                 sink.write(_format(translation, i, fmt) + "\n")
+                if align is not None:
+                    align.write(_alignment(translation, i) + "\n")
                 if interactive:
                     sink.flush()
+                bar.advance(task)
             sink.flush()
         seconds = time.perf_counter() - start
         if stats.invalid_utf8:
             _err(f"warning: {stats.invalid_utf8} line(s) of {name} had invalid UTF-8 (replaced with U+FFFD)")
         if translator.stats.truncated:
-            _err(
-                f"warning: {translator.stats.truncated} line(s) longer than "
-                f"{translator.cfg.decode.max_src_len} subwords were truncated for the model"
-            )
-        _err(
-            f"translated {stats.lines} line(s) in {seconds:.1f} s "
-            f"(beam {opts.beam}){f' -> {output}' if output else ''}"
-        )
+            limit = translator.cfg.decode.max_src_len
+            _err(f"warning: {translator.stats.truncated} line(s) longer than {limit} subwords were truncated")
+        where = f" -> {output}" if output else ""
+        where += f" (attention: {attention})" if attention else ""
+        _err(f"translated {stats.lines} line(s) in {seconds:.1f} s (beam {opts.beam}){where}")
 
 
 @app.command("eval")

@@ -45,6 +45,8 @@ class Translation:
     source_tokens: list[str]
     candidates: list[Candidate]
     """Best first; empty for an empty input."""
+    seconds: float = 0.0
+    """Time of the batch call this sentence was translated in, divided by its number of sentences."""
 
     @property
     def text(self) -> str:
@@ -111,6 +113,7 @@ class Translator:
         min_len: int | None = None,
         block_unk: bool = False,
         attention: bool = False,
+        penalty: str = "gnmt",
     ) -> SearchOptions:
         """Search options: the checkpoint's `decode` settings unless given here."""
         d = self.cfg.decode
@@ -125,9 +128,10 @@ class Translator:
                 min_len=d.min_len if min_len is None else min_len,
                 block_unk=block_unk,
                 return_attention=attention,
+                penalty=penalty,
             )
         except ValueError as exc:
-            raise Seq2SeqError(f"--beam/--n-best: {exc}") from None
+            raise Seq2SeqError(f"search options: {exc}") from None
 
     def translate_batch(
         self, sentences: Sequence[str], opts: SearchOptions, batch_tokens: int | None = None
@@ -147,7 +151,8 @@ class Translator:
             hyps_by_row = decode_ids(
                 self.model, flat, opts, batch_tokens or self.cfg.decode.batch_tokens, self.device
             )
-        out: list[Translation] = [Translation(s, [], []) for s in sentences]
+        each = (time.perf_counter() - start) / max(1, len(sentences))
+        out: list[Translation] = [Translation(s, [], [], each) for s in sentences]
         for row, i in enumerate(todo):
             src_pieces = self.tokenizer.src_pieces(encoded[i])
             candidates = [
@@ -156,11 +161,11 @@ class Translator:
                     h.score,
                     h.log_prob,
                     self.tokenizer.tgt_pieces(h.tokens),
-                    h.attention,
+                    None if h.attention is None else h.attention[:, : len(encoded[i]) + 1],
                 )
                 for h in hyps_by_row[row]
             ]
-            out[i] = Translation(sentences[i], src_pieces, candidates)
+            out[i] = Translation(sentences[i], src_pieces, candidates, each)
             self.stats.src_tokens += len(encoded[i])
             self.stats.tgt_tokens += len(candidates[0].tokens) if candidates else 0
         self.stats.sentences += len(sentences)

@@ -127,3 +127,40 @@ def test_bad_input_is_one_line_without_traceback(
 def test_debug_shows_the_traceback() -> None:
     result = runner.invoke(app, ["--debug", "train", "missing.yaml"])
     assert result.exit_code != 0 and result.exception is not None
+
+
+def test_translate_options_and_attention_file(checkpoint: Path, tmp_path: Path) -> None:
+    source = tmp_path / "in.txt"
+    source.write_text("21\n\n4721\n", encoding="utf-8")
+    align, out = tmp_path / "align.jsonl", tmp_path / "out.jsonl"
+    args = [
+        "translate",
+        "-m",
+        str(checkpoint),
+        str(source),
+        "-o",
+        str(out),
+        "--attention",
+        str(align),
+        "--format",
+        "jsonl",
+        "--no-unk",
+        "--min-len",
+        "1",
+        "--penalty",
+        "length",
+        "--beam",
+        "3",
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in align.read_text(encoding="utf-8").splitlines()]
+    assert [r["line"] for r in rows] == [1, 2, 3] and rows[1]["attention"] == []
+    for row in (rows[0], rows[2]):
+        assert len(row["attention"]) == len(row["target_tokens"])
+        assert all(len(r) == len(row["source_tokens"]) for r in row["attention"])
+        assert all(abs(sum(r) - 1) < 1e-3 for r in row["attention"])
+    outputs = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert all("<unk>" not in o["translation"] and o["time_ms"] >= 0 for o in outputs)
+    result = runner.invoke(app, ["translate", "-m", str(checkpoint), "--penalty", "wide"], input="1\n")
+    assert result.exit_code == 2 and "--penalty" in result.stderr
