@@ -18,6 +18,7 @@ from seq2seq import Seq2SeqError, Translator, load_config
 from seq2seq import preprocess as run_preprocess
 from seq2seq import train as run_train
 from seq2seq.bench import format_table, run_bench
+from seq2seq.checkpoint import average_checkpoints, save_checkpoint
 from seq2seq.data import report_table
 from seq2seq.evaluate import METRICS, score_corpus
 from seq2seq.textio import LineStats, iter_lines, read_lines
@@ -331,6 +332,24 @@ def evaluate(
         else:
             for s in scores:
                 typer.echo(f"{s.text}\n    signature: {s.signature}")
+
+
+@app.command()
+def average(
+    ctx: typer.Context,
+    checkpoints: Annotated[
+        list[Path], typer.Argument(help="Checkpoints of one run, e.g. runs/NAME/checkpoints/step-*.pt.")
+    ],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Where to write the averaged model.")
+    ] = Path(),
+) -> None:
+    """Average the weights of several checkpoints of one run into one model (often +0.5 BLEU)."""
+    with _user_errors(ctx):
+        if str(output) in ("", "."):
+            raise Seq2SeqError("--output: give the file to write the averaged model to")
+        save_checkpoint(output, average_checkpoints(checkpoints))
+        typer.echo(f"averaged {len(checkpoints)} checkpoints: {output}")
 
 
 @app.command()

@@ -79,3 +79,31 @@ def load_model(path: Path, device: str | torch.device = "cpu") -> tuple[Seq2Seq,
     except (KeyError, RuntimeError) as exc:
         raise Seq2SeqError(f"{path}: damaged checkpoint ({str(exc).splitlines()[0][:160]})") from None
     return model.to(device).eval(), tokenizer, cfg
+
+
+def average_checkpoints(paths: list[Path]) -> dict[str, Any]:
+    """The element-wise mean of the weights of several checkpoints of one run.
+
+    The config and tokenizer come from the last path; every checkpoint must have the same config.
+    Integer tensors (none in our models, but buffers could be) are taken from the last checkpoint.
+    """
+    if not paths:
+        raise Seq2SeqError("average: give at least one checkpoint")
+    payloads = [load_checkpoint(p) for p in paths]
+    last = payloads[-1]
+    for path, payload in zip(paths, payloads, strict=True):
+        if payload.get("config") != last.get("config"):
+            raise Seq2SeqError(
+                f"{path}: trained with another config than {paths[-1]}; average one run's checkpoints"
+            )
+    averaged: dict[str, torch.Tensor] = {}
+    for name, tensor in last["model"].items():
+        if tensor.is_floating_point():
+            total = torch.zeros_like(tensor, dtype=torch.float64)
+            for payload in payloads:
+                total += payload["model"][name].to(torch.float64)
+            averaged[name] = (total / len(payloads)).to(tensor.dtype)
+        else:
+            averaged[name] = tensor
+    return {"config": last["config"], "model": averaged, "tokenizer": last["tokenizer"],
+            "averaged": [str(p) for p in paths]}  # fmt: skip

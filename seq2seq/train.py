@@ -406,7 +406,11 @@ def train(
         return bool(t.patience) and state.bad_validations >= t.patience
 
     rng_at_update_start = _rng_state()
-    progress = TrainProgress(cfg, len(_epoch_batches(train_data, cfg, 0)), enabled=show_progress, say=log)
+    first_epoch = _epoch_batches(train_data, cfg, 0)
+    per_batch = sum(map(len, first_epoch)) / len(first_epoch)
+    say(f"{len(first_epoch)} batches per epoch, {per_batch:.1f} sentences a batch on average, "
+        f"{train_data.padding_fraction(first_epoch):.1%} padding")  # fmt: skip
+    progress = TrainProgress(cfg, len(first_epoch), enabled=show_progress, say=log)
     model.train()
     window_tokens, window_start, window_loss, window_n = 0, time.perf_counter(), 0.0, 0
     with _StopFlag() as stop, progress:

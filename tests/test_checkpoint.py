@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from seq2seq.checkpoint import load_checkpoint, load_model, save_checkpoint
+from seq2seq.checkpoint import average_checkpoints, load_checkpoint, load_model, save_checkpoint
 from seq2seq.errors import Seq2SeqError
 
 
@@ -72,3 +72,31 @@ def test_truncated_checkpoint(tmp_path: Path, checkpoint: Path) -> None:
         load_model(cut)
     model, tokenizer, _ = load_model(checkpoint)
     assert not model.training and tokenizer.tgt_vocab_size == model.tgt_vocab
+
+
+def test_average_checkpoints(tmp_path: Path) -> None:
+    config = {"model": {}}
+    for i, value in enumerate((1.0, 2.0, 6.0)):
+        weights = {"w": torch.full((2,), value), "n": torch.tensor([i])}
+        save_checkpoint(tmp_path / f"{i}.pt", {"config": config, "tokenizer": {}, "model": weights})
+    averaged = average_checkpoints([tmp_path / f"{i}.pt" for i in range(3)])
+    assert torch.equal(averaged["model"]["w"], torch.full((2,), 3.0))
+    assert torch.equal(averaged["model"]["n"], torch.tensor([2]))
+    save_checkpoint(tmp_path / "other.pt", {"config": {"model": {"x": 1}}, "tokenizer": {}, "model": {}})
+    with pytest.raises(Seq2SeqError, match="another config"):
+        average_checkpoints([tmp_path / "0.pt", tmp_path / "other.pt"])
+
+
+def test_averaged_model_translates(tmp_path: Path, trained) -> None:
+    from typer.testing import CliRunner
+
+    from cli import app
+
+    steps = sorted(trained.run_dir.glob("checkpoints/step-*.pt"))
+    out = tmp_path / "avg.pt"
+    result = CliRunner().invoke(
+        app, ["average", *map(str, steps), str(trained.best_checkpoint), "-o", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    model, _, _ = load_model(out)
+    assert not model.training
