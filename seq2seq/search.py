@@ -1,11 +1,12 @@
 """Batched greedy and beam search over any model with `encode`, `init_state` and `decode_step`.
 
 Beam search keeps batch x beam in one tensor (B * K rows); the encoder runs once per batch. Each step
-takes the top 2K candidates of every sentence, moves the ones ending in EOS into a per-sentence set of K
-finished hypotheses (ranked by length-penalised score), and keeps the best K others alive. A sentence is
-done when its best alive hypothesis can no longer beat its n-th best finished one (the bound uses the
-longest length still allowed, so it is exact for any penalty that grows with length), or at its maximum
-length. Nothing is ever appended after EOS.
+takes the top 2K candidates of every sentence, moves those among the first K that end in EOS into a
+per-sentence set of K finished hypotheses (ranked by length-penalised score), and keeps the best K others
+alive. An EOS candidate outside the first K is pruned like any other candidate outside the beam (as in
+fairseq), so a beam of 1 is greedy search. A sentence is done when its best alive hypothesis can no
+longer beat its n-th best finished one (the bound uses the longest length still allowed, so it is exact
+for any penalty that grows with length), or at its maximum length. Nothing is ever appended after EOS.
 
 Notation: B sentences, K beam, V vocabulary, S source length, t step.
 """
@@ -90,7 +91,7 @@ def length_penalty(length: torch.Tensor | float, alpha: float, kind: str) -> tor
 
 def max_lengths(src_lengths: torch.Tensor, opts: SearchOptions) -> torch.Tensor:
     """[B] most output tokens (EOS excluded) per sentence: a * source tokens + b (EOS not counted)."""
-    n = (src_lengths - 1).clamp(min=1).float()
+    n = (src_lengths - 1).clamp(min=0).float()
     return (opts.max_len_a * n + opts.max_len_b).floor().long().clamp(min=1)
 
 
@@ -198,7 +199,8 @@ def beam_search(
         top_scores, top_ids = cand.topk(min(2 * k, k * vocab), dim=1)  # [B, 2K]
         beam_idx, tok = top_ids // vocab, top_ids % vocab
         rows = (offsets + beam_idx).view(-1)  # [B * 2K] alive rows the candidates extend
-        is_eos = (tok == EOS) & ~done.unsqueeze(1) & torch.isfinite(top_scores)
+        in_beam = torch.arange(top_scores.size(1), device=device) < k  # [2K]
+        is_eos = (tok == EOS) & in_beam & ~done.unsqueeze(1) & torch.isfinite(top_scores)
 
         step_attn = out.attention.float() if opts.return_attention else None
         if bool(is_eos.any()):
