@@ -1,13 +1,16 @@
 """SentencePiece subwords; the SentencePiece model's ids are the model's vocabulary.
 
-Special ids are fixed for every model this toolkit trains: pad=0, unk=1, bos=2, eos=3. A tokenizer is
-one joint model or a source and a target model, and travels inside checkpoints as the models' bytes.
+Special ids are fixed for every model this toolkit uses: pad=0, unk=1, bos=2, eos=3 (pad fills batches
+and is masked; bos starts the decoder input; eos ends the source and every target). A tokenizer is one
+joint model or a source and a target model, trained by `seq2seq preprocess` or supplied by the user (then
+it must have these ids), and travels inside checkpoints as the models' bytes.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 import sentencepiece as spm
 
@@ -15,11 +18,14 @@ from seq2seq.config import TokenizerConfig
 from seq2seq.errors import Seq2SeqError
 
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
+SAMPLING_SEED = 1
+"""SentencePiece samples `input_sentence_size` sentences with this seed, so a rebuild gives the same model."""
 
 
 def train_sentencepiece(sentences: Iterable[str], cfg: TokenizerConfig, threads: int = 2) -> bytes:
-    """Train a SentencePiece model on `sentences`; returns the serialized model."""
+    """Train a SentencePiece model on `sentences` (streamed: only the sample is held); returns its bytes."""
     model = io.BytesIO()
+    spm.set_random_generator_seed(SAMPLING_SEED)
     try:
         spm.SentencePieceTrainer.train(
             sentence_iterator=(s for s in sentences if s),
@@ -43,25 +49,47 @@ def train_sentencepiece(sentences: Iterable[str], cfg: TokenizerConfig, threads:
     return model.getvalue()
 
 
-def _load(proto: bytes) -> spm.SentencePieceProcessor:
+def _load(proto: bytes, name: str = "SentencePiece model") -> spm.SentencePieceProcessor:
     sp = spm.SentencePieceProcessor()
-    sp.LoadFromSerializedProto(proto)
-    if (sp.pad_id(), sp.unk_id(), sp.bos_id(), sp.eos_id()) != (PAD, UNK, BOS, EOS):
+    try:
+        sp.LoadFromSerializedProto(proto)
+    except RuntimeError:
+        raise Seq2SeqError(f"{name}: not a SentencePiece model") from None
+    ids = (sp.pad_id(), sp.unk_id(), sp.bos_id(), sp.eos_id())
+    if ids != (PAD, UNK, BOS, EOS):
         raise Seq2SeqError(
-            "SentencePiece model has other special ids than pad=0 unk=1 bos=2 eos=3; "
-            "train it with seq2seq preprocess"
+            f"{name}: special ids are pad={ids[0]} unk={ids[1]} bos={ids[2]} eos={ids[3]}, seq2seq needs "
+            "pad=0 unk=1 bos=2 eos=3 (train with --pad_id=0 --unk_id=1 --bos_id=2 --eos_id=3)"
         )
     return sp
+
+
+def _read_model(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise Seq2SeqError(f"{path}: SentencePiece model not found (tokenizer.model)") from None
+    except IsADirectoryError:
+        raise Seq2SeqError(f"{path}: is a directory, expected a SentencePiece .model file") from None
 
 
 class Tokenizer:
     """Source and target SentencePiece processors (the same one when joint)."""
 
-    def __init__(self, src_model: bytes, tgt_model: bytes | None = None) -> None:
+    def __init__(
+        self, src_model: bytes, tgt_model: bytes | None = None, names: tuple[str, str] | None = None
+    ) -> None:
         self.src_model = src_model
         self.tgt_model = tgt_model
-        self.src = _load(src_model)
-        self.tgt = self.src if tgt_model is None else _load(tgt_model)
+        src_name, tgt_name = names or ("source SentencePiece model", "target SentencePiece model")
+        self.src = _load(src_model, src_name)
+        self.tgt = self.src if tgt_model is None else _load(tgt_model, tgt_name)
+
+    @classmethod
+    def from_files(cls, src: Path, tgt: Path | None = None) -> Tokenizer:
+        """Existing model file(s): one joint model, or a source and a target model."""
+        names = (str(src), str(tgt))
+        return cls(_read_model(src), None if tgt is None else _read_model(tgt), names)
 
     @property
     def joint(self) -> bool:
@@ -77,8 +105,9 @@ class Tokenizer:
 
     @classmethod
     def train(
-        cls, src: Sequence[str], tgt: Sequence[str], cfg: TokenizerConfig, threads: int = 2
+        cls, src: Iterable[str], tgt: Iterable[str], cfg: TokenizerConfig, threads: int = 2
     ) -> Tokenizer:
+        """Train one joint model on both sides, or one per side (each iterable is read once)."""
         if cfg.joint:
             return cls(train_sentencepiece(_chain(src, tgt), cfg, threads))
         return cls(train_sentencepiece(src, cfg, threads), train_sentencepiece(tgt, cfg, threads))
