@@ -23,27 +23,76 @@ from seq2seq.errors import Seq2SeqError
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Where the parallel corpus comes from and how it is cleaned."""
+    """Where the parallel corpus comes from and how it is cleaned (see `seq2seq.data`)."""
 
     format: str = "text"
-    """`text` (one file per language: PREFIX.SRC_LANG / PREFIX.TGT_LANG) or `builtin` (generated)."""
+    """`text` (one file per language), `tsv`, `csv` or `jsonl` (one file per split), `hub` (a `datasets`
+    dataset: hub name, local directory or `save_to_disk` output) or `builtin` (generated)."""
     src_lang: str = "src"
+    """Source language: the file suffix for `text`; the default column (or `translation` key) otherwise."""
     tgt_lang: str = "tgt"
+    """Target language, like `src_lang`."""
     train: str = ""
-    """For `text`: path prefix of the training files, relative to the recipe file."""
+    """Training data, relative to the recipe file: for `text` a path prefix (PREFIX.SRC_LANG and
+    PREFIX.TGT_LANG), for `tsv`/`csv`/`jsonl` the file."""
     valid: str = ""
+    """Validation data, like `train` (needed for training; never filtered, its line count stays exact)."""
     test: str = ""
+    """Test data, like `train` (optional; never filtered)."""
+    train_src: str = ""
+    """For `text`: the training source file, for files not named PREFIX.LANG (instead of `train`)."""
+    train_tgt: str = ""
+    """For `text`: the training target file (with `train_src`)."""
+    valid_src: str = ""
+    """For `text`: the validation source file (with `valid_tgt`, instead of `valid`)."""
+    valid_tgt: str = ""
+    """For `text`: the validation target file."""
+    test_src: str = ""
+    """For `text`: the test source file (with `test_tgt`, instead of `test`)."""
+    test_tgt: str = ""
+    """For `text`: the test target file."""
+    src_column: str = ""
+    """For `tsv`/`csv`/`jsonl`/`hub`: the source column, by name (`en`), nested field (`translation.en`) or
+    0-based position; "" = `translation.SRC_LANG`, else `SRC_LANG`, else column 0."""
+    tgt_column: str = ""
+    """The target column, like `src_column`; "" = `translation.TGT_LANG`, else `TGT_LANG`, else column 1."""
+    header: bool = False
+    """For `tsv`/`csv`: the first row names the columns; otherwise the columns are named 0, 1, 2, ..."""
+    dataset: str = ""
+    """For `hub`: a dataset name (`wmt14`, loaded with `datasets.load_dataset`), a local dataset directory
+    or a directory written by `save_to_disk` (relative to the recipe file when it exists there)."""
+    dataset_config: str = ""
+    """For `hub`: the dataset configuration, e.g. `de-en`; "" = the dataset's default."""
+    train_split: str = "train"
+    """For `hub`: the split that trains."""
+    valid_split: str = "validation"
+    """For `hub`: the validation split; "" = none."""
+    test_split: str = "test"
+    """For `hub`: the test split; "" = none."""
+    streaming: bool = False
+    """Read `tsv`/`csv`/`jsonl`/`hub` sources as a stream (`load_dataset(..., streaming=True)`): nothing is
+    held in memory or copied to the `datasets` cache first. Text files are always read as a stream."""
+    invalid_utf8: str = "error"
+    """`error`: invalid UTF-8 stops with the file and line; `replace`: bad bytes become U+FFFD and the
+    lines are counted in the report."""
+    num_proc: int = 1
+    """Processes for the batched `map` steps. SentencePiece already encodes on every core, so more
+    rarely helps (benchmarks/preprocess.py measures it); does not change the output."""
     builtin: str = "numbers-de"
     """For `builtin`: which generated corpus (see `seq2seq.corpus.BUILTIN`)."""
     builtin_train_size: int = 20000
+    """For `builtin`: training pairs."""
     builtin_eval_size: int = 500
+    """For `builtin`: validation and test pairs each."""
     min_len: int = 1
     """Training pairs with fewer subwords on either side are dropped (valid/test are never filtered)."""
     max_len: int = 100
-    """Training pairs with more subwords on either side are dropped."""
+    """Training pairs with more subwords on either side are dropped; 0 = no limit."""
     max_ratio: float = 0.0
     """Drop training pairs whose length ratio (longer / shorter, in subwords) exceeds this; 0 = off."""
     dedup: bool = False
+    """Drop repeated training pairs (after normalization and stripping), keeping the first; costs
+    8 bytes of memory per training pair."""
     normalize: str = ""
     """Unicode normalization applied before everything else: "", "NFC" or "NFKC"."""
 
@@ -55,12 +104,20 @@ class TokenizerConfig:
     type: str = "unigram"
     """`unigram` or `bpe`."""
     vocab_size: int = 8000
+    """A soft limit: a small corpus may give fewer pieces."""
     joint: bool = True
     """One model for both languages (needed for shared embeddings) or one per language."""
     character_coverage: float = 1.0
+    """Share of characters the model covers, in (0, 1]; lower (0.9995) for scripts with huge alphabets."""
     split_digits: bool = False
     input_sentence_size: int = 1_000_000
-    """At most this many sentences (sampled) train the model; 0 = all."""
+    """At most this many sentences, sampled uniformly (reservoir) from the cleaned training split, train
+    the model; 0 = all. Bounds the memory SentencePiece needs on big corpora."""
+    model: str = ""
+    """An existing SentencePiece model to use instead of training one (both sides, or the source side
+    with `tgt_model`), relative to the recipe file; it must have pad=0 unk=1 bos=2 eos=3."""
+    tgt_model: str = ""
+    """An existing target-side model (with `model` and `joint: false`)."""
 
 
 @dataclass(frozen=True)
@@ -171,8 +228,9 @@ class Config:
 
 
 _CHOICES: dict[str, tuple[str, ...]] = {
-    "data.format": ("text", "builtin"),
+    "data.format": ("text", "tsv", "csv", "jsonl", "hub", "builtin"),
     "data.normalize": ("", "NFC", "NFKC"),
+    "data.invalid_utf8": ("error", "replace"),
     "tokenizer.type": ("unigram", "bpe"),
     "model.cell": ("lstm", "gru"),
     "model.attention": ("bahdanau", "dot", "general"),
@@ -283,6 +341,41 @@ def config_from_dict(raw: Mapping[str, Any], where: str = "config") -> Config:
     return cfg
 
 
+def _check_data(d: DataConfig, where: str) -> None:
+    """Data keys that only make sense together."""
+    for split in ("train", "valid", "test"):
+        src, tgt = getattr(d, f"{split}_src"), getattr(d, f"{split}_tgt")
+        if bool(src) != bool(tgt):
+            raise Seq2SeqError(f"{where}: data.{split}_src and data.{split}_tgt go together (give both)")
+        if src and getattr(d, split):
+            raise Seq2SeqError(
+                f"{where}: give either data.{split} (a path prefix) or data.{split}_src/{split}_tgt, not both"
+            )
+        if src and d.format != "text":
+            raise Seq2SeqError(f"{where}: data.{split}_src/{split}_tgt are for data.format: text")
+    if d.max_len and d.min_len > d.max_len:
+        raise Seq2SeqError(f"{where}: data.min_len ({d.min_len}) is above data.max_len ({d.max_len})")
+    if 0.0 < d.max_ratio < 1.0:
+        raise Seq2SeqError(f"{where}: data.max_ratio is longer / shorter, so at least 1 (or 0 = off)")
+    if d.num_proc < 1:
+        raise Seq2SeqError(f"{where}: data.num_proc must be at least 1")
+
+
+def _check_tokenizer(t: TokenizerConfig, where: str) -> None:
+    if not 0.0 < t.character_coverage <= 1.0:
+        raise Seq2SeqError(f"{where}: tokenizer.character_coverage must be in (0, 1]")
+    if 0 < t.input_sentence_size <= 100:
+        raise Seq2SeqError(f"{where}: tokenizer.input_sentence_size must be 0 (all) or above 100")
+    if t.tgt_model and not t.model:
+        raise Seq2SeqError(f"{where}: tokenizer.tgt_model needs tokenizer.model (the source side) too")
+    if t.tgt_model and t.joint:
+        raise Seq2SeqError(f"{where}: tokenizer.tgt_model means separate models: set tokenizer.joint: false")
+    if t.model and not t.tgt_model and not t.joint:
+        raise Seq2SeqError(
+            f"{where}: tokenizer.joint: false with an existing tokenizer.model needs tokenizer.tgt_model too"
+        )
+
+
 def check_config(cfg: Config, where: str = "config") -> None:
     """Cross-field checks that a single key cannot express."""
     m = cfg.model
@@ -316,6 +409,8 @@ def check_config(cfg: Config, where: str = "config") -> None:
         raise Seq2SeqError(f"{where}: train.batch_tokens and train.accum_steps must be at least 1")
     if cfg.tokenizer.vocab_size < 8:
         raise Seq2SeqError(f"{where}: tokenizer.vocab_size must be at least 8")
+    _check_data(cfg.data, where)
+    _check_tokenizer(cfg.tokenizer, where)
     if cfg.decode.beam < 1:
         raise Seq2SeqError(f"{where}: decode.beam must be at least 1")
 
@@ -348,12 +443,25 @@ def _merge(base: dict[str, Any], extra: Mapping[str, Mapping[str, Any]]) -> dict
 def _resolve_paths(raw: dict[str, Any], base_dir: Path) -> None:
     """Data paths in a recipe are relative to the recipe file, so recipes work from any directory."""
     data = raw.get("data") or {}
-    for key in ("train", "valid", "test"):
-        value = data.get(key)
-        if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
-            data[key] = str((base_dir / value).resolve())
-        elif isinstance(value, str) and value:
-            data[key] = str(Path(value).expanduser())
+    splits = ("train", "valid", "test")
+    for key in (*splits, *(f"{s}_{side}" for s in splits for side in ("src", "tgt"))):
+        _resolve_key(data, key, base_dir)
+    _resolve_key(data, "dataset", base_dir, only_if_exists=True)
+    tokenizer = raw.get("tokenizer") or {}
+    for key in ("model", "tgt_model"):
+        _resolve_key(tokenizer, key, base_dir)
+
+
+def _resolve_key(section: Any, key: str, base_dir: Path, only_if_exists: bool = False) -> None:
+    """Make `section[key]` absolute against `base_dir`; `only_if_exists` keeps hub names as they are."""
+    value = section.get(key) if isinstance(section, dict) else None
+    if not isinstance(value, str) or not value:
+        return
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        path = (base_dir / path).resolve()
+    if not only_if_exists or path.exists():
+        section[key] = str(path)
 
 
 def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> Config:

@@ -1,9 +1,11 @@
 """Corpus -> cleaned pairs -> SentencePiece -> encoded Arrow dataset on disk, with a manifest.
 
 The output directory holds `dataset/` (a `datasets.DatasetDict` written with `save_to_disk`, read back
-memory-mapped), the SentencePiece model(s) and `manifest.json`. The manifest records a fingerprint of the
-inputs and settings: running again with the same ones is a no-op, a changed file or setting rebuilds.
-The manifest is written last, so an interrupted run is never mistaken for a finished one.
+memory-mapped), the SentencePiece model(s) and `manifest.json`. Every step works on Arrow files under
+`work/` (deleted at the end) with batched `map`, so memory depends on the batch size, not the corpus
+(de-duplication adds 8 bytes per training pair; SentencePiece holds its `input_sentence_size` sample).
+The manifest records a fingerprint of the inputs and settings: running again with the same ones is a
+no-op, a changed file or setting rebuilds. It is written last, so an interrupted run never looks finished.
 """
 
 from __future__ import annotations
@@ -14,32 +16,61 @@ import json
 import os
 import shutil
 import time
-import unicodedata
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import datasets
+import numpy as np
+from datasets.arrow_writer import ArrowWriter
 
-from seq2seq.config import Config, DataConfig
+from seq2seq.config import Config, DataConfig, TokenizerConfig
 from seq2seq.corpus import BUILTIN, write_builtin
+from seq2seq.data.clean import (
+    KEEP,
+    LENGTH_RULES,
+    TEXT_RULES,
+    SplitReport,
+    TextPrep,
+    arrow_batches,
+    check_not_empty,
+    count_drops,
+    length_drops,
+    report_table,
+    text_drops,
+)
+from seq2seq.data.sources import (
+    BATCH,
+    RawSplit,
+    Source,
+    describe,
+    file_entry,
+    read_hub,
+    read_split,
+    split_sources,
+    stream_batches,
+)
 from seq2seq.errors import Seq2SeqError
-from seq2seq.textio import read_lines
-from seq2seq.tokenizer import Tokenizer
+from seq2seq.tokenizer import BOS, EOS, PAD, UNK, Tokenizer
 
-FORMAT_VERSION = 1
-SPLITS = ("train", "valid", "test")
+__all__ = ["PrepareResult", "Prepared", "load_prepared", "preprocess", "report_table"]
+
+FORMAT_VERSION = 2
 Log = Callable[[str], None]
-
-
-@dataclass
-class SplitReport:
-    """How many pairs a split had and what each cleaning rule dropped."""
-
-    read: int = 0
-    kept: int = 0
-    dropped: dict[str, int] = field(default_factory=dict)
+TEXT = datasets.Features({"src": datasets.Value("string"), "tgt": datasets.Value("string")})
+ENCODED = datasets.Features(
+    {
+        "src": datasets.Value("string"),
+        "tgt": datasets.Value("string"),
+        "src_ids": datasets.Sequence(datasets.Value("int32")),
+        "tgt_ids": datasets.Sequence(datasets.Value("int32")),
+        "src_len": datasets.Value("int32"),
+        "tgt_len": datasets.Value("int32"),
+    }
+)
+OUTPUT_ONLY = ("num_proc",)
+"""Settings that change how fast preprocessing runs, never its output: left out of the fingerprint."""
 
 
 @dataclass(frozen=True)
@@ -49,236 +80,245 @@ class PrepareResult:
     cached: bool
 
 
-def source_files(cfg: DataConfig, data_dir: Path) -> dict[str, tuple[Path, Path]]:
-    """(source file, target file) for each configured split; generates the built-in corpus if needed."""
-    if cfg.format == "builtin":
-        if cfg.builtin not in BUILTIN:
-            raise Seq2SeqError(f"data.builtin: unknown corpus {cfg.builtin!r} (have: {', '.join(BUILTIN)})")
-        prefix_dir = data_dir / "corpus"
-        return {split: (prefix_dir / f"{split}.src", prefix_dir / f"{split}.tgt") for split in SPLITS}
-    files: dict[str, tuple[Path, Path]] = {}
-    for split in SPLITS:
-        prefix = getattr(cfg, split)
-        if not prefix:
-            if split == "train":
-                raise Seq2SeqError("data.train: no training corpus given (a path prefix, e.g. data/train)")
-            continue
-        files[split] = (Path(f"{prefix}.{cfg.src_lang}"), Path(f"{prefix}.{cfg.tgt_lang}"))
-    return files
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _fingerprint(cfg: Config, files: dict[str, tuple[Path, Path]]) -> tuple[str, dict[str, Any]]:
-    sources: dict[str, Any] = {}
-    for split, (src, tgt) in files.items():
-        for path in (src, tgt):
-            if not path.is_file():
-                raise Seq2SeqError(f"{path}: file not found (data.{split} in the recipe)")
-        sources[split] = {
-            "src": str(src),
-            "tgt": str(tgt),
-            "src_sha256": _sha256(src),
-            "tgt_sha256": _sha256(tgt),
-            "src_bytes": src.stat().st_size,
-            "tgt_bytes": tgt.stat().st_size,
-        }
-    settings = {
-        "version": FORMAT_VERSION,
-        "data": dataclasses.asdict(cfg.data),
-        "tokenizer": dataclasses.asdict(cfg.tokenizer),
-        "sources": {k: (v["src_sha256"], v["tgt_sha256"]) for k, v in sources.items()},
-    }
-    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16], sources
-
-
-def read_pairs(src: Path, tgt: Path) -> tuple[list[str], list[str]]:
-    """Both sides of a parallel corpus; mismatched line counts name both files and counts."""
-    src_lines, tgt_lines = read_lines(src), read_lines(tgt)
-    if len(src_lines) != len(tgt_lines):
-        raise Seq2SeqError(
-            f"{src} has {len(src_lines)} lines but {tgt} has {len(tgt_lines)}: "
-            "a parallel corpus needs one target line per source line"
-        )
-    return src_lines, tgt_lines
-
-
-def _normalize(lines: list[str], form: str) -> list[str]:
-    if form:
-        return [unicodedata.normalize(form, s).strip() for s in lines]  # type: ignore[arg-type]
-    return [s.strip() for s in lines]
-
-
-def _clean_text(
-    src: list[str], tgt: list[str], cfg: DataConfig, report: SplitReport
-) -> tuple[list[str], list[str]]:
-    """Training-only rules that need no tokenizer: empty pairs, duplicates."""
-    keep = [bool(s) and bool(t) for s, t in zip(src, tgt, strict=True)]
-    report.dropped["empty"] = keep.count(False)
-    if cfg.dedup:
-        seen: set[tuple[str, str]] = set()
-        dups = 0
-        for i, pair in enumerate(zip(src, tgt, strict=True)):
-            if keep[i]:
-                if pair in seen:
-                    keep[i] = False
-                    dups += 1
-                seen.add(pair)
-        report.dropped["duplicate"] = dups
-    return [s for s, k in zip(src, keep, strict=True) if k], [t for t, k in zip(tgt, keep, strict=True) if k]
-
-
-def _length_filter(split: datasets.Dataset, cfg: DataConfig, report: SplitReport) -> datasets.Dataset:
-    """Drop training pairs by subword length and length ratio; every drop is counted by rule."""
-    src_len, tgt_len = split["src_len"], split["tgt_len"]
-    keep = []
-    counts = {"too_short": 0, "too_long": 0, "ratio": 0}
-    for s, t in zip(src_len, tgt_len, strict=True):
-        if min(s, t) < cfg.min_len:
-            counts["too_short"] += 1
-            keep.append(False)
-        elif cfg.max_len and max(s, t) > cfg.max_len:
-            counts["too_long"] += 1
-            keep.append(False)
-        elif cfg.max_ratio and max(s, t) > cfg.max_ratio * max(1, min(s, t)):
-            counts["ratio"] += 1
-            keep.append(False)
-        else:
-            keep.append(True)
-    report.dropped.update(counts)
-    if all(keep):
-        return split
-    return split.select([i for i, k in enumerate(keep) if k])
-
-
-def _encode(tokenizer: Tokenizer, src: list[str], tgt: list[str]) -> datasets.Dataset:
-    src_ids, tgt_ids = tokenizer.encode_src(src), tokenizer.encode_tgt(tgt)
-    features = datasets.Features(
-        {
-            "src": datasets.Value("string"),
-            "tgt": datasets.Value("string"),
-            "src_ids": datasets.Sequence(datasets.Value("int32")),
-            "tgt_ids": datasets.Sequence(datasets.Value("int32")),
-            "src_len": datasets.Value("int32"),
-            "tgt_len": datasets.Value("int32"),
-        }
-    )
-    return datasets.Dataset.from_dict(
-        {
-            "src": src,
-            "tgt": tgt,
-            "src_ids": src_ids,
-            "tgt_ids": tgt_ids,
-            "src_len": [len(x) for x in src_ids],
-            "tgt_len": [len(x) for x in tgt_ids],
-        },
-        features=features,
-    )
-
-
 def preprocess(cfg: Config, out_dir: Path, log: Log = print, force: bool = False) -> PrepareResult:
     """Prepare the recipe's corpus in `out_dir`; a no-op when it is already up to date."""
     start = time.perf_counter()
     out_dir = Path(out_dir)
     if cfg.data.format == "builtin":
-        d = cfg.data
-        corpus_dir = out_dir / "corpus"
-        marker = f"{d.builtin}:{d.builtin_train_size}:{d.builtin_eval_size}:{cfg.train.seed}"
-        if not (corpus_dir / "SETTINGS").is_file() or (corpus_dir / "SETTINGS").read_text() != marker:
-            write_builtin(d.builtin, corpus_dir, d.builtin_train_size, d.builtin_eval_size, cfg.train.seed)
-            (corpus_dir / "SETTINGS").write_text(marker)
-            log(f"generated built-in corpus {d.builtin!r} in {corpus_dir}")
-    files = source_files(cfg.data, out_dir)
-    fingerprint, sources = _fingerprint(cfg, files)
-    manifest_path = out_dir / "manifest.json"
-    if not force and manifest_path.is_file():
-        old = json.loads(manifest_path.read_text(encoding="utf-8"))
-        if old.get("fingerprint") == fingerprint and (out_dir / "dataset").is_dir():
-            log(f"preprocessed data in {out_dir} is up to date (fingerprint {fingerprint}); nothing to do")
-            return PrepareResult(out_dir, old, cached=True)
+        _write_builtin(cfg, out_dir / "corpus", log)
+    sources = split_sources(cfg.data, out_dir / "corpus")
+    described = {split: describe(source) for split, source in sources.items()}
+    models = _model_entries(cfg.tokenizer)
+    fingerprint = _fingerprint(cfg, described, models)
+    old = None if force else _up_to_date(out_dir, fingerprint)
+    if old is not None:
+        log(f"preprocessed data in {out_dir} is up to date (fingerprint {fingerprint}); nothing to do")
+        return PrepareResult(out_dir, old, cached=True)
 
+    datasets.disable_progress_bars()
+    work = out_dir / "work"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    try:
+        encoded, tokenizer, reports = _build(cfg, sources, work, log)
+        log(f"writing {out_dir / 'dataset'}")
+        _save(out_dir, encoded, tokenizer)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    manifest = {
+        "fingerprint": fingerprint,
+        "version": FORMAT_VERSION,
+        "sources": described,
+        "splits": {k: dataclasses.asdict(v) for k, v in reports.items()},
+        "data": dataclasses.asdict(cfg.data),
+        "tokenizer": {
+            **dataclasses.asdict(cfg.tokenizer),
+            "models": models,
+            "special_ids": {"pad": PAD, "unk": UNK, "bos": BOS, "eos": EOS},
+        },
+        "vocab": {"src": tokenizer.src_vocab_size, "tgt": tokenizer.tgt_vocab_size},
+        "seconds": round(time.perf_counter() - start, 2),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    _write_json(out_dir / "manifest.json", manifest)
+    return PrepareResult(out_dir, manifest, cached=False)
+
+
+def _write_builtin(cfg: Config, corpus_dir: Path, log: Log) -> None:
+    """Generate the built-in corpus once per setting (its text files are then an ordinary source)."""
+    d = cfg.data
+    if d.builtin not in BUILTIN:
+        raise Seq2SeqError(f"data.builtin: unknown corpus {d.builtin!r} (have: {', '.join(BUILTIN)})")
+    marker = f"{d.builtin}:{d.builtin_train_size}:{d.builtin_eval_size}:{cfg.train.seed}"
+    settings = corpus_dir / "SETTINGS"
+    if not settings.is_file() or settings.read_text() != marker:
+        write_builtin(d.builtin, corpus_dir, d.builtin_train_size, d.builtin_eval_size, cfg.train.seed)
+        settings.write_text(marker)
+        log(f"generated built-in corpus {d.builtin!r} in {corpus_dir}")
+
+
+def _model_entries(t: TokenizerConfig) -> list[dict[str, Any]]:
+    """Size and hash of user-supplied SentencePiece models, so a changed model rebuilds."""
+    paths = [Path(p) for p in (t.model, t.tgt_model) if p]
+    for path in paths:
+        if not path.is_file():
+            raise Seq2SeqError(
+                f"{path}: SentencePiece model not found (tokenizer.model / tokenizer.tgt_model)"
+            )
+    return [file_entry(p) for p in paths]
+
+
+def _fingerprint(cfg: Config, described: dict[str, Any], models: list[dict[str, Any]]) -> str:
+    data = {k: v for k, v in dataclasses.asdict(cfg.data).items() if k not in OUTPUT_ONLY}
+    settings = {
+        "version": FORMAT_VERSION,
+        "data": data,
+        "tokenizer": dataclasses.asdict(cfg.tokenizer),
+        "sources": described,
+        "models": models,
+    }
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _up_to_date(out_dir: Path, fingerprint: str) -> dict[str, Any] | None:
+    """The finished manifest when `out_dir` already holds this fingerprint's output, else None."""
+    path = out_dir / "manifest.json"
+    if not path.is_file() or not (out_dir / "dataset").is_dir() or not (out_dir / "spm.src.model").is_file():
+        return None
+    manifest: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return manifest if manifest.get("fingerprint") == fingerprint else None
+
+
+def _build(
+    cfg: Config, sources: dict[str, Source], work: Path, log: Log
+) -> tuple[dict[str, datasets.Dataset], Tokenizer, dict[str, SplitReport]]:
+    """Read and clean every split, get the tokenizer, encode, and drop training pairs by length."""
+    raws = _read_all(sources, cfg.data, work)
+    texts: dict[str, datasets.Dataset] = {}
     reports: dict[str, SplitReport] = {}
-    texts: dict[str, tuple[list[str], list[str]]] = {}
-    for split, (src_path, tgt_path) in files.items():
-        src, tgt = read_pairs(src_path, tgt_path)
-        report = reports[split] = SplitReport(read=len(src))
-        src, tgt = _normalize(src, cfg.data.normalize), _normalize(tgt, cfg.data.normalize)
+    for split, raw in raws.items():
+        log(f"reading {split}: {raw.source.where()}")
+        text = _stage_text(raw, cfg.data, work / f"{split}.text.arrow")
+        reports[split] = SplitReport(read=len(text), utf8_replaced=raw.utf8_replaced)
+        texts[split] = _drop_text(text, cfg.data, reports[split]) if split == "train" else text
+    tokenizer = _tokenizer(cfg.tokenizer, texts["train"], log)
+    log(f"encoding {', '.join(f'{s} ({len(x)} pairs)' for s, x in texts.items())}")
+    encoded = {}
+    for split, text in texts.items():
+        ids = _encode(text, tokenizer, cfg.data.num_proc, work / f"{split}.ids.arrow")
         if split == "train":
-            src, tgt = _clean_text(src, tgt, cfg.data, report)
-            if not src:
-                raise Seq2SeqError(f"{src_path}: no training pairs left after dropping empty lines")
-        texts[split] = (src, tgt)
+            ids = _drop_lengths(ids, cfg.data, reports[split])
+        reports[split].kept = len(ids)
+        encoded[split] = ids
+    return encoded, tokenizer, reports
 
-    log(
-        f"training SentencePiece ({cfg.tokenizer.type}, vocab {cfg.tokenizer.vocab_size}, "
-        f"{'joint' if cfg.tokenizer.joint else 'separate'}) on {len(texts['train'][0])} pairs"
+
+def _read_all(sources: dict[str, Source], cfg: DataConfig, work: Path) -> dict[str, RawSplit]:
+    cache = work / "hf-cache"
+    if cfg.format == "hub":
+        return read_hub(sources, cfg, cache)
+    return {split: read_split(source, cfg, cache) for split, source in sources.items()}
+
+
+def _stage_text(raw: RawSplit, cfg: DataConfig, path: Path) -> datasets.Dataset:
+    """The split's stripped, normalised pairs as an Arrow file: a batched `map`, or written from a stream."""
+    prep = TextPrep(raw.pick, cfg.normalize)
+    if isinstance(raw.data, datasets.Dataset):
+        return raw.data.map(
+            prep,
+            batched=True,
+            batch_size=BATCH,
+            remove_columns=raw.data.column_names,
+            features=TEXT,
+            num_proc=_procs(cfg.num_proc, len(raw.data)),
+            cache_file_name=str(path),
+            load_from_cache_file=False,
+        )
+    with ArrowWriter(features=TEXT, path=str(path)) as writer:
+        for batch in stream_batches(raw):
+            writer.write_batch(prep(batch))
+        writer.finalize()
+    return datasets.Dataset.from_file(str(path))
+
+
+def _procs(num_proc: int, rows: int) -> int | None:
+    """`map` processes: None (in process) for one, never more than there are batches."""
+    procs = min(num_proc, -(-rows // BATCH))
+    return procs if procs > 1 else None
+
+
+def _drop_text(text: datasets.Dataset, cfg: DataConfig, report: SplitReport) -> datasets.Dataset:
+    codes = text_drops(text, cfg.dedup)
+    report.dropped.update(count_drops(codes, TEXT_RULES if cfg.dedup else TEXT_RULES[:1]))
+    keep = np.flatnonzero(codes == KEEP)
+    if len(keep) == 0:
+        check_not_empty(report, "data.train")
+    return text if len(keep) == len(text) else text.select(keep)
+
+
+def _drop_lengths(ids: datasets.Dataset, cfg: DataConfig, report: SplitReport) -> datasets.Dataset:
+    codes = np.concatenate(
+        [
+            length_drops(b.column(0).to_numpy(), b.column(1).to_numpy(), cfg)
+            for b in arrow_batches(ids, ["src_len", "tgt_len"])
+        ]
+        or [np.zeros(0, dtype=np.int8)]
     )
-    tokenizer = Tokenizer.train(*texts["train"], cfg.tokenizer, threads=os.cpu_count() or 1)
+    report.dropped.update(count_drops(codes, LENGTH_RULES))
+    keep = np.flatnonzero(codes == KEEP)
+    if len(keep) == 0:
+        check_not_empty(report, "data.train")
+    return ids if len(keep) == len(ids) else ids.select(keep)
 
-    encoded: dict[str, datasets.Dataset] = {}
-    for split, (src, tgt) in texts.items():
-        ds = _encode(tokenizer, src, tgt)
-        if split == "train":
-            ds = _length_filter(ds, cfg.data, reports[split])
-            if len(ds) == 0:
-                emptied = max(reports[split].dropped.items(), key=lambda kv: kv[1])[0]
-                raise Seq2SeqError(
-                    f"{files[split][0]}: no training pairs left; filter '{emptied}' dropped the most "
-                    "(check data.min_len / data.max_len / data.max_ratio)"
-                )
-        reports[split].kept = len(ds)
-        encoded[split] = ds
 
+def _tokenizer(t: TokenizerConfig, train: datasets.Dataset, log: Log) -> Tokenizer:
+    """The user's SentencePiece model(s), or new ones trained on the cleaned training pairs."""
+    if t.model:
+        tokenizer = Tokenizer.from_files(Path(t.model), Path(t.tgt_model) if t.tgt_model else None)
+        log(f"using SentencePiece model {t.model}" + (f" and {t.tgt_model}" if t.tgt_model else ""))
+        return tokenizer
+    sample = f", sample of at most {t.input_sentence_size} sentences" if t.input_sentence_size else ""
+    log(
+        f"training SentencePiece ({t.type}, vocab {t.vocab_size}, {'joint' if t.joint else 'separate'}"
+        f"{sample}) on {len(train)} pairs"
+    )
+    threads = os.cpu_count() or 1
+    return Tokenizer.train(_sentences(train, "src"), _sentences(train, "tgt"), t, threads)
+
+
+def _sentences(text: datasets.Dataset, side: str) -> Iterator[str]:
+    for batch in text.select_columns([side]).iter(batch_size=BATCH):
+        yield from batch[side]
+
+
+@dataclass(frozen=True)
+class Encode:
+    """Batch of text -> subword ids and lengths (a `map` function; SentencePiece uses every core)."""
+
+    tokenizer: Tokenizer
+
+    def __call__(self, batch: dict[str, list[str]]) -> dict[str, list[Any]]:
+        src_ids, tgt_ids = self.tokenizer.encode_src(batch["src"]), self.tokenizer.encode_tgt(batch["tgt"])
+        return {
+            "src_ids": src_ids,
+            "tgt_ids": tgt_ids,
+            "src_len": [len(x) for x in src_ids],
+            "tgt_len": [len(x) for x in tgt_ids],
+        }
+
+
+def _encode(text: datasets.Dataset, tokenizer: Tokenizer, num_proc: int, path: Path) -> datasets.Dataset:
+    return text.map(
+        Encode(tokenizer),
+        batched=True,
+        batch_size=BATCH,
+        features=ENCODED,
+        num_proc=_procs(num_proc, len(text)),
+        cache_file_name=str(path),
+        load_from_cache_file=False,
+    )
+
+
+def _save(out_dir: Path, encoded: dict[str, datasets.Dataset], tokenizer: Tokenizer) -> None:
+    """Write the splits and the models; the old manifest goes first, so a failure leaves no stale one."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    if manifest_path.exists():
-        manifest_path.unlink()
+    (out_dir / "manifest.json").unlink(missing_ok=True)
     tmp = out_dir / "dataset.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    datasets.disable_progress_bars()
     datasets.DatasetDict(encoded).save_to_disk(str(tmp))
     shutil.rmtree(out_dir / "dataset", ignore_errors=True)
     tmp.rename(out_dir / "dataset")
     (out_dir / "spm.src.model").write_bytes(tokenizer.src_model)
     if tokenizer.tgt_model is not None:
         (out_dir / "spm.tgt.model").write_bytes(tokenizer.tgt_model)
-    elif (out_dir / "spm.tgt.model").exists():
-        (out_dir / "spm.tgt.model").unlink()
-
-    manifest = {
-        "fingerprint": fingerprint,
-        "version": FORMAT_VERSION,
-        "sources": sources,
-        "splits": {k: dataclasses.asdict(v) for k, v in reports.items()},
-        "tokenizer": dataclasses.asdict(cfg.tokenizer),
-        "data": dataclasses.asdict(cfg.data),
-        "vocab": {"src": tokenizer.src_vocab_size, "tgt": tokenizer.tgt_vocab_size},
-        "seconds": round(time.perf_counter() - start, 2),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-    tmp_manifest = manifest_path.with_suffix(".json.tmp")
-    tmp_manifest.write_text(json.dumps(manifest, indent=2), encoding="utf-8")
-    tmp_manifest.replace(manifest_path)
-    return PrepareResult(out_dir, manifest, cached=False)
+    else:
+        (out_dir / "spm.tgt.model").unlink(missing_ok=True)
 
 
-def report_table(manifest: dict[str, Any]) -> str:
-    """The cleaning report: pairs read, dropped by each rule, kept; one row per split."""
-    rules = sorted({rule for s in manifest["splits"].values() for rule in s["dropped"]})
-    header = ["split", "read", *rules, "kept"]
-    rows = [header]
-    for split, s in manifest["splits"].items():
-        rows.append([split, str(s["read"]), *(str(s["dropped"].get(r, 0)) for r in rules), str(s["kept"])])
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    return "\n".join(
-        "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
-        for r in rows
-    )
+def _write_json(path: Path, value: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(value, indent=2, ensure_ascii=False), encoding="utf-8")
+    tmp.replace(path)
 
 
 @dataclass(frozen=True)
