@@ -179,6 +179,14 @@ class TrainConfig:
     clip_value: float = 0.0
     """If > 0, clip each gradient value to [-v, v] instead of by norm."""
     label_smoothing: float = 0.1
+    teacher_forcing: float = 1.0
+    """Probability of feeding the gold previous token (1 = pure teacher forcing); with a sampling
+    schedule, the floor the schedule decays to."""
+    sampling_schedule: str = "constant"
+    """Scheduled sampling (Bengio et al., 2015): `constant` (always teacher_forcing), `linear`
+    (1 - step / sampling_k), `exponential` (sampling_k ** step, 0 < k < 1) or `inverse_sigmoid`
+    (k / (k + exp(step / k)), k >= 1); never below teacher_forcing."""
+    sampling_k: float = 10000.0
     valid_every: int = 500
     """Validate every N updates (and at the end of every epoch)."""
     valid_metric: str = "bleu"
@@ -236,6 +244,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "model.attention": ("bahdanau", "dot", "general"),
     "model.bridge": ("zero", "last", "learned"),
     "train.optimizer": ("adam", "adamw", "sgd"),
+    "train.sampling_schedule": ("constant", "linear", "exponential", "inverse_sigmoid"),
     "train.schedule": ("constant", "plateau", "inverse_sqrt"),
     "train.valid_metric": ("bleu", "loss"),
     "train.device": ("auto", "cpu", "cuda"),
@@ -403,6 +412,14 @@ def check_config(cfg: Config, where: str = "config") -> None:
     for name in ("dropout", "emb_dropout", "out_dropout"):
         if not 0.0 <= getattr(m, name) < 1.0:
             raise Seq2SeqError(f"{where}: model.{name} must be in [0, 1)")
+    if not 0.0 <= cfg.train.teacher_forcing <= 1.0:
+        raise Seq2SeqError(f"{where}: train.teacher_forcing must be in [0, 1]")
+    if cfg.train.sampling_schedule == "exponential" and not 0.0 < cfg.train.sampling_k < 1.0:
+        raise Seq2SeqError(f"{where}: train.sampling_k must be in (0, 1) for the exponential schedule")
+    if cfg.train.sampling_schedule in ("linear", "inverse_sigmoid") and cfg.train.sampling_k < 1.0:
+        raise Seq2SeqError(
+            f"{where}: train.sampling_k must be at least 1 for the {cfg.train.sampling_schedule} schedule"
+        )
     if not 0.0 <= cfg.train.label_smoothing < 1.0:
         raise Seq2SeqError(f"{where}: train.label_smoothing must be in [0, 1)")
     if cfg.train.batch_tokens < 1 or cfg.train.accum_steps < 1:

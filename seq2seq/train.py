@@ -189,9 +189,24 @@ class _StopFlag:
             signal.signal(signal.SIGINT, self._previous)
 
 
-def compute_loss(model: Seq2Seq, batch: Batch, label_smoothing: float) -> torch.Tensor:
+def teacher_forcing_ratio(cfg: Config, step: int) -> float:
+    """Probability of feeding the gold token at update `step` under the scheduled-sampling schedule."""
+    t = cfg.train
+    k = t.sampling_k
+    if t.sampling_schedule == "linear":
+        ratio = 1.0 - step / k
+    elif t.sampling_schedule == "exponential":
+        ratio = k**step
+    elif t.sampling_schedule == "inverse_sigmoid":
+        ratio = k / (k + math.exp(min(step / k, 700.0)))
+    else:
+        return t.teacher_forcing
+    return max(t.teacher_forcing, ratio)
+
+
+def compute_loss(model: Seq2Seq, batch: Batch, label_smoothing: float, sampling: float = 0.0) -> torch.Tensor:
     """Summed token cross-entropy; the output layer and softmax run once over all B x T positions."""
-    logits = model(batch.src_ids, batch.src_lengths, batch.tgt_in)  # [B, T, V]
+    logits = model(batch.src_ids, batch.src_lengths, batch.tgt_in, sampling)  # [B, T, V]
     return F.cross_entropy(
         logits.reshape(-1, logits.size(-1)).float(),
         batch.tgt_out.reshape(-1),
@@ -434,10 +449,11 @@ def train(
             batches = [train_data.batch(idx).to(device) for idx in group]
             n_tokens = sum(b.n_tgt_tokens for b in batches)
             optimizer.zero_grad(set_to_none=True)
+            sampling = 1.0 - teacher_forcing_ratio(cfg, state.step)
             loss_sum = 0.0
             for batch in batches:
                 with autocast:
-                    loss = compute_loss(model, batch, t.label_smoothing)
+                    loss = compute_loss(model, batch, t.label_smoothing, sampling)
                 (loss / n_tokens).backward()
                 loss_sum += float(loss.detach())
             state.batch_in_epoch += len(group)
@@ -487,6 +503,7 @@ def train(
                         "loss": round(window_loss / max(1, window_n), 4),
                         "lr": lr,
                         "grad_norm": round(grad_norm, 4),
+                        "teacher_forcing": round(1.0 - sampling, 4),
                         "tgt_tokens_per_s": round(window_tokens / elapsed, 1),
                         "minutes": round(state.wall_seconds / 60, 3),
                     }

@@ -97,9 +97,9 @@ def test_non_finite_losses_are_skipped_then_stop_the_run(
     real_loss = TRAIN_MODULE.compute_loss
     calls = {"n": 0}
 
-    def sometimes_nan(model, batch, label_smoothing):
+    def sometimes_nan(model, batch, label_smoothing, sampling=0.0):  # type: ignore[no-untyped-def]
         calls["n"] += 1
-        loss = real_loss(model, batch, label_smoothing)
+        loss = real_loss(model, batch, label_smoothing, sampling)
         return loss * float("nan") if calls["n"] == 2 or calls["n"] > 4 else loss
 
     monkeypatch.setattr(TRAIN_MODULE, "compute_loss", sometimes_nan)
@@ -140,3 +140,44 @@ def test_optimizers_and_schedules_run(tmp_path: Path, data_dir: Path, schedule: 
         }
     )
     assert train(cfg, tmp_path / "s", data_dir, **QUIET).steps == 3
+
+
+@pytest.mark.parametrize(
+    ("schedule", "k", "floor", "step", "expected"),
+    [
+        ("constant", 10.0, 0.8, 500, 0.8),
+        ("linear", 100.0, 0.0, 25, 0.75),
+        ("linear", 100.0, 0.5, 90, 0.5),
+        ("exponential", 0.5, 0.0, 3, 0.125),
+        ("inverse_sigmoid", 10.0, 0.0, 0, 10 / 11),
+        ("inverse_sigmoid", 10.0, 0.0, 10**6, 0.0),
+    ],
+)
+def test_teacher_forcing_schedules(schedule: str, k: float, floor: float, step: int, expected: float) -> None:
+    cfg = tiny_config(train={"sampling_schedule": schedule, "sampling_k": k, "teacher_forcing": floor})
+    assert TRAIN_MODULE.teacher_forcing_ratio(cfg, step) == pytest.approx(expected)
+
+
+def test_scheduled_sampling_trains(tmp_path: Path, data_dir: Path) -> None:
+    cfg = tiny_config(train={"max_steps": 6, "log_every": 1, "teacher_forcing": 0.5,
+                             "sampling_schedule": "linear", "sampling_k": 4})  # fmt: skip
+    train(cfg, tmp_path / "ss", data_dir, **QUIET)
+    records = [json.loads(line) for line in (tmp_path / "ss" / "metrics.jsonl").read_text().splitlines()]
+    ratios = [r["teacher_forcing"] for r in records if r["type"] == "train"]
+    assert ratios[0] == 1.0 and ratios[-1] == 0.5 and ratios == sorted(ratios, reverse=True)
+
+
+def test_sampling_feeds_the_models_own_predictions() -> None:
+    from seq2seq.model import build_model
+
+    torch.manual_seed(0)
+    model = build_model(tiny_config().model, 20, 20).eval()
+    src = torch.randint(4, 20, (3, 5))
+    lengths = torch.tensor([5, 4, 2])
+    tgt_in = torch.randint(4, 20, (3, 6))
+    tgt_in[:, 0] = 2
+    forced = model(src, lengths, tgt_in)
+    assert torch.allclose(model(src, lengths, tgt_in, sampling=1e-9), forced, atol=1e-5)
+    free = model(src, lengths, tgt_in, sampling=1.0)  # every input after BOS is the model's own argmax
+    assert torch.allclose(free[:, 0], forced[:, 0], atol=1e-5)
+    assert free.shape == forced.shape and not torch.allclose(free, forced)

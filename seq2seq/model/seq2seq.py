@@ -136,11 +136,34 @@ class Seq2Seq(nn.Module):
         logits = self.output(self.decoder.out_dropout(att))
         return StepOutput(torch.log_softmax(logits.float(), dim=-1), state, weights)
 
-    def forward(self, src_ids: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
-        """Teacher-forced logits [B, T, V]: the output layer runs once over all B x T positions."""
+    def forward(
+        self, src_ids: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor, sampling: float = 0.0
+    ) -> torch.Tensor:
+        """Logits [B, T, V] for the target inputs tgt_in [B, T].
+
+        With `sampling` = 0 (teacher forcing) the output layer runs once over all B x T positions. With
+        `sampling` > 0 (scheduled sampling), each input token after BOS is replaced, with that probability,
+        by the model's own greedy prediction at the previous step, so the decoder has to step.
+        """
         enc = self.encode(src_ids, src_lengths)
+        if sampling > 0.0:
+            return self._forward_sampled(enc, tgt_in, sampling)
         att, _ = self.decoder(tgt_in, self.init_state(enc), enc)
         return self.output(self.decoder.out_dropout(att))
+
+    def _forward_sampled(self, enc: EncoderOutput, tgt_in: torch.Tensor, sampling: float) -> torch.Tensor:
+        state = self.init_state(enc)
+        prev = tgt_in[:, 0]
+        logits = []
+        for t in range(tgt_in.size(1)):
+            att, state, _ = self.decoder.step(prev, state, enc)
+            step_logits = self.output(self.decoder.out_dropout(att))  # [B, V]
+            logits.append(step_logits)
+            if t + 1 < tgt_in.size(1):
+                own = torch.rand(prev.shape, device=prev.device) < sampling
+                gold = tgt_in[:, t + 1]
+                prev = torch.where(own & (gold != PAD), step_logits.detach().argmax(-1), gold)
+        return torch.stack(logits, dim=1)
 
 
 def build_model(cfg: ModelConfig, src_vocab: int, tgt_vocab: int) -> Seq2Seq:
