@@ -95,71 +95,76 @@ def max_lengths(src_lengths: torch.Tensor, opts: SearchOptions) -> torch.Tensor:
     return (opts.max_len_a * n + opts.max_len_b).floor().long().clamp(min=1)
 
 
-def _constrain(
-    log_probs: torch.Tensor, step: int, max_len: torch.Tensor, opts: SearchOptions
-) -> torch.Tensor:
-    """Apply min/max length and <unk> blocking to [N, V] log-probs at `step` (tokens so far).
+def _constrain_(scores: torch.Tensor, step: int, max_len: torch.Tensor, opts: SearchOptions) -> torch.Tensor:
+    """Apply min/max length and <unk> blocking in place to [N, V] scores at `step` (tokens so far).
 
-    Rows at their maximum length (`step >= max_len`) may only end; they keep EOS's own log-probability.
+    `scores` must be a tensor the caller owns (a fresh sum or copy), so no [N, V] copy is made here.
+    Rows at their maximum length (`step >= max_len`) may only end; they keep EOS's own score.
     """
-    eos = log_probs[:, EOS]
-    log_probs = log_probs.clone()
-    log_probs[:, PAD] = float("-inf")
-    log_probs[:, BOS] = float("-inf")
+    eos = scores[:, EOS].clone()
+    scores[:, PAD] = float("-inf")
+    scores[:, BOS] = float("-inf")
     if opts.block_unk:
-        log_probs[:, UNK] = float("-inf")
+        scores[:, UNK] = float("-inf")
     if step < opts.min_len:
-        log_probs[:, EOS] = float("-inf")
+        scores[:, EOS] = float("-inf")
     force = step >= max_len  # [N]
     if bool(force.any()):
-        log_probs.masked_fill_(force.unsqueeze(1), float("-inf"))
-        log_probs[:, EOS] = torch.where(force, eos, log_probs[:, EOS])
-    return log_probs
+        scores.masked_fill_(force.unsqueeze(1), float("-inf"))
+        scores[:, EOS] = torch.where(force, eos, scores[:, EOS])
+    return scores
 
 
 @torch.inference_mode()
 def greedy_search(
     model: DecoderModel, src_ids: torch.Tensor, src_lengths: torch.Tensor, opts: SearchOptions
 ) -> list[list[Hypothesis]]:
-    """The most probable next token at every step; one hypothesis per sentence."""
+    """The most probable next token at every step; one hypothesis per sentence.
+
+    Sentences leave the batch as soon as they emit EOS, so the last steps run on the few long ones.
+    """
     batch = src_ids.size(0)
     device = src_ids.device
     enc = model.encode(src_ids, src_lengths)
     state = model.init_state(enc)
-    max_len = max_lengths(src_lengths, opts).to(device)
+    max_len = max_lengths(src_lengths, opts).to(device)  # [B_active]
+    max_steps = int(max_len.max()) + 1
+    active = torch.arange(batch, device=device)  # original index of each row still decoding
     prev = torch.full((batch,), BOS, dtype=torch.long, device=device)
-    finished = torch.zeros(batch, dtype=torch.bool, device=device)
+    tokens = torch.full((batch, max_steps), PAD, dtype=torch.long, device=device)
     scores = torch.zeros(batch, device=device)
-    tokens, attention = [], []
-    for step in range(int(max_len.max()) + 1):
+    attention: torch.Tensor | None = None
+    for step in range(max_steps):
         out = model.decode_step(prev, state, enc)
-        log_probs = _constrain(out.log_probs.float(), step, max_len, opts)
+        log_probs = out.log_probs.float()
+        log_probs = _constrain_(log_probs.clone() if log_probs is out.log_probs else log_probs, step, max_len,
+                                opts)  # fmt: skip
         best, tok = log_probs.max(dim=-1)
-        tok = tok.masked_fill(finished, PAD)
-        scores += best.masked_fill(finished, 0.0)
-        tokens.append(tok)
+        tokens[active, step] = tok
+        scores[active] += best
         if opts.return_attention:
-            attention.append(out.attention.float())
-        finished |= tok == EOS
-        state, prev = out.state, tok
-        if bool(finished.all()):
+            if attention is None:
+                attention = out.attention.new_zeros(
+                    batch, max_steps, out.attention.size(-1), dtype=torch.float
+                )
+            attention[active, step] = out.attention.float()
+        running = tok != EOS
+        if not bool(running.any()):
             break
-    ids = torch.stack(tokens, dim=1).tolist()
-    attn = torch.stack(attention, dim=1) if opts.return_attention else None
+        if not bool(running.all()):
+            keep = running.nonzero().squeeze(1)
+            active, max_len, tok = active[keep], max_len[keep], tok[keep]
+            enc, state = enc.index_select(keep), out.state.index_select(keep)
+        else:
+            state = out.state
+        prev = tok
+    ids = tokens.tolist()
     results = []
     for i, row in enumerate(ids):
         length = row.index(EOS) if EOS in row else len(row)
         lp = float(length_penalty(float(length + 1), opts.length_penalty, opts.penalty))
-        results.append(
-            [
-                Hypothesis(
-                    row[:length],
-                    float(scores[i]) / lp,
-                    float(scores[i]),
-                    None if attn is None else attn[i, : length + 1].cpu(),
-                )
-            ]
-        )
+        hyp_attn = None if attention is None else attention[i, : length + 1].cpu()
+        results.append([Hypothesis(row[:length], float(scores[i]) / lp, float(scores[i]), hyp_attn)])
     return results
 
 
@@ -167,19 +172,26 @@ def greedy_search(
 def beam_search(
     model: DecoderModel, src_ids: torch.Tensor, src_lengths: torch.Tensor, opts: SearchOptions
 ) -> list[list[Hypothesis]]:
-    """The `opts.n_best` best hypotheses per sentence, best first."""
+    """The `opts.n_best` best hypotheses per sentence, best first.
+
+    A sentence that is done leaves the batch: its finished hypotheses are collected and its rows are
+    dropped from every tensor, so later steps only compute what can still change the result.
+    """
     batch, k = src_ids.size(0), opts.beam
     device = src_ids.device
     enc = model.encode(src_ids, src_lengths)
     state = model.init_state(enc)
     expand = torch.arange(batch, device=device).repeat_interleave(k)
     enc, state = enc.index_select(expand), state.index_select(expand)
-    max_len = max_lengths(src_lengths, opts).to(device)  # [B]
+    max_len = max_lengths(src_lengths, opts).to(device)  # [B] (then [B_active])
     max_steps = int(max_len.max()) + 1
     row_max_len = max_len.repeat_interleave(k)  # [B * K]
-    best_possible_lp = length_penalty((max_len + 1).float(), opts.length_penalty, opts.penalty)
-    offsets = (torch.arange(batch, device=device) * k).unsqueeze(1)  # [B, 1]
+    best_possible_lp = torch.as_tensor(
+        length_penalty((max_len + 1).float(), opts.length_penalty, opts.penalty)
+    )
+    beam_rows = torch.arange(k, device=device)
 
+    active = torch.arange(batch, device=device)  # original index of each sentence still searching
     alive_scores = torch.full((batch, k), float("-inf"), device=device)
     alive_scores[:, 0] = 0.0
     alive_tokens = torch.empty(batch * k, 0, dtype=torch.long, device=device)
@@ -188,19 +200,21 @@ def beam_search(
     fin_raw = torch.full((batch, k), float("-inf"), device=device)
     fin_tokens = torch.full((batch, k, max_steps), PAD, dtype=torch.long, device=device)
     fin_attn: torch.Tensor | None = None
-    done = torch.zeros(batch, dtype=torch.bool, device=device)
     prev = torch.full((batch * k,), BOS, dtype=torch.long, device=device)
+    results: list[list[Hypothesis]] = [[] for _ in range(batch)]
 
     for step in range(max_steps):
+        n = active.numel()
+        offsets = (torch.arange(n, device=device) * k).unsqueeze(1)  # [B, 1]
         out = model.decode_step(prev, state, enc)
-        log_probs = _constrain(out.log_probs.float(), step, row_max_len, opts)  # [B*K, V]
+        log_probs = out.log_probs.float()  # [B*K, V]
         vocab = log_probs.size(1)
-        cand = (alive_scores.view(-1, 1) + log_probs).view(batch, k * vocab)
+        cand = _constrain_(alive_scores.view(-1, 1) + log_probs, step, row_max_len, opts).view(n, k * vocab)
         top_scores, top_ids = cand.topk(min(2 * k, k * vocab), dim=1)  # [B, 2K]
         beam_idx, tok = top_ids // vocab, top_ids % vocab
         rows = (offsets + beam_idx).view(-1)  # [B * 2K] alive rows the candidates extend
         in_beam = torch.arange(top_scores.size(1), device=device) < k  # [2K]
-        is_eos = (tok == EOS) & in_beam & ~done.unsqueeze(1) & torch.isfinite(top_scores)
+        is_eos = (tok == EOS) & in_beam & torch.isfinite(top_scores)
 
         step_attn = out.attention.float() if opts.return_attention else None
         if bool(is_eos.any()):
@@ -208,23 +222,19 @@ def beam_search(
             lp = length_penalty(float(step + 1), opts.length_penalty, opts.penalty)
             eos_scores = torch.where(is_eos, top_scores / lp, float("-inf"))
             merged, sel = torch.cat([fin_scores, eos_scores], dim=1).topk(k, dim=1)  # [B, K]
-            cand_tokens = torch.cat(
-                [alive_tokens[rows].view(batch, tok.size(1), step), tok.unsqueeze(2)], dim=2
-            )
+            cand_tokens = torch.cat([alive_tokens[rows].view(n, tok.size(1), step), tok.unsqueeze(2)], dim=2)
             cand_tokens = torch.nn.functional.pad(cand_tokens, (0, max_steps - step - 1), value=PAD)
             all_tokens = torch.cat([fin_tokens, cand_tokens], dim=1)
             fin_tokens = all_tokens.gather(1, sel.unsqueeze(2).expand(-1, -1, max_steps))
             fin_raw = torch.cat([fin_raw, torch.where(is_eos, top_scores, float("-inf"))], 1).gather(1, sel)
             if step_attn is not None:
-                fin_attn = _merge_attention(
-                    fin_attn, alive_attn, step_attn, rows, sel, batch, k, step, max_steps
-                )
+                fin_attn = _merge_attention(fin_attn, alive_attn, step_attn, rows, sel, n, k, step, max_steps)
             fin_scores = merged
 
         # keep the best K candidates that did not end
         alive_cand = top_scores.masked_fill(tok == EOS, float("-inf"))
         alive_scores, pos = alive_cand.topk(k, dim=1)  # [B, K]
-        reorder = rows.view(batch, -1).gather(1, pos).view(-1)  # [B * K]
+        reorder = rows.view(n, -1).gather(1, pos).view(-1)  # [B * K]
         new_tok = tok.gather(1, pos).view(-1)
         alive_tokens = torch.cat([alive_tokens[reorder], new_tok.unsqueeze(1)], dim=1)
         if step_attn is not None:
@@ -233,11 +243,26 @@ def beam_search(
         state, prev = out.state.index_select(reorder), new_tok
 
         bound = alive_scores[:, 0] / best_possible_lp
-        done |= (fin_scores[:, opts.n_best - 1] >= bound) | (step >= max_len)
-        if bool(done.all()):
+        done = (fin_scores[:, opts.n_best - 1] >= bound) | (step >= max_len)  # [B]
+        if not bool(done.any()):
+            continue
+        finished = done.nonzero().squeeze(1)
+        hyps = _collect(fin_tokens[finished], fin_scores[finished], fin_raw[finished],
+                        None if fin_attn is None else fin_attn[finished], opts.n_best)  # fmt: skip
+        for b, sentence_hyps in zip(active[finished].tolist(), hyps, strict=True):
+            results[b] = sentence_hyps
+        keep = (~done).nonzero().squeeze(1)
+        if keep.numel() == 0:
             break
-
-    return _collect(fin_tokens, fin_scores, fin_raw, fin_attn, opts.n_best)
+        keep_rows = (keep.unsqueeze(1) * k + beam_rows).view(-1)
+        active, max_len, best_possible_lp = active[keep], max_len[keep], best_possible_lp[keep]
+        alive_scores, fin_scores, fin_raw, fin_tokens = (
+            alive_scores[keep], fin_scores[keep], fin_raw[keep], fin_tokens[keep])  # fmt: skip
+        fin_attn = None if fin_attn is None else fin_attn[keep]
+        alive_tokens, prev, row_max_len = alive_tokens[keep_rows], prev[keep_rows], row_max_len[keep_rows]
+        alive_attn = None if alive_attn is None else alive_attn[keep_rows]
+        enc, state = enc.index_select(keep_rows), state.index_select(keep_rows)
+    return results
 
 
 def _merge_attention(
