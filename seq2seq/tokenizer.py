@@ -45,7 +45,8 @@ def train_sentencepiece(sentences: Iterable[str], cfg: TokenizerConfig, threads:
             minloglevel=2,
         )
     except RuntimeError as exc:
-        raise Seq2SeqError(f"SentencePiece training failed: {exc}") from None
+        reason = " ".join(str(exc).rsplit("] ", 1)[-1].split())  # without SentencePiece's source location
+        raise Seq2SeqError(f"SentencePiece training failed (tokenizer settings): {reason}") from None
     return model.getvalue()
 
 

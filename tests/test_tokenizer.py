@@ -68,3 +68,11 @@ def test_bad_model_files_are_one_line(tmp_path: Path, content: bytes | None, mes
         path.write_bytes(content)
     with pytest.raises(Seq2SeqError, match=message):
         Tokenizer.from_files(path)
+
+
+def test_training_failure_is_one_line_without_source_location() -> None:
+    with pytest.raises(
+        Seq2SeqError, match=r"training failed \(tokenizer settings\): Vocabulary size is smaller"
+    ) as info:
+        train_sentencepiece(SRC, TokenizerConfig(vocab_size=8), threads=1)
+    assert "trainer_interface.cc" not in str(info.value)

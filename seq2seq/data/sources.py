@@ -253,10 +253,7 @@ def _read_table(source: Source, cfg: DataConfig, cache_dir: Path) -> RawSplit:
     stats = _utf8_stats(path, cfg.invalid_utf8 == "replace")
     if not first:
         return RawSplit(source, [], Picker("0", "1"), stats)
-    pick = Picker(
-        resolve_column(cfg.src_column, cfg.src_lang, 0, names, "src_column", cfg),
-        resolve_column(cfg.tgt_column, cfg.tgt_lang, 1, names, "tgt_column", cfg),
-    )
+    pick = picker(names, cfg)
     options = {
         "delimiter": delimiter,
         "quoting": quoting,
@@ -281,10 +278,7 @@ def _read_jsonl(source: Source, cfg: DataConfig, cache_dir: Path) -> RawSplit:
     options = {"encoding": "utf8", "encoding_errors": "replace"} if replace else {}
     data = _load_file("json", path, cfg.streaming, cache_dir, options)
     names = column_names(data.features) if data.features is not None else _peek_names(data, path)
-    pick = Picker(
-        resolve_column(cfg.src_column, cfg.src_lang, 0, names, "src_column", cfg),
-        resolve_column(cfg.tgt_column, cfg.tgt_lang, 1, names, "tgt_column", cfg),
-    )
+    pick = picker(names, cfg)
     return RawSplit(source, data, pick, stats)
 
 
@@ -331,6 +325,14 @@ def column_names(features: datasets.Features | dict[str, Any], prefix: str = "")
     return names
 
 
+def picker(names: list[str], cfg: DataConfig) -> Picker:
+    """The source and target columns among `names`, as data.src_column / data.tgt_column say."""
+    return Picker(
+        resolve_column(cfg.src_column, cfg.src_lang, 0, names, "src_column", cfg),
+        resolve_column(cfg.tgt_column, cfg.tgt_lang, 1, names, "tgt_column", cfg),
+    )
+
+
 def resolve_column(wanted: str, lang: str, position: int, names: list[str], key: str, cfg: DataConfig) -> str:
     """The column `data.<key>` names, or the default: `translation.LANG`, `LANG`, else by position."""
     top = list(dict.fromkeys(n.split(".")[0] for n in names))
@@ -363,10 +365,7 @@ def read_hub(sources: dict[str, Source], cfg: DataConfig, cache_dir: Path) -> di
         if cfg.streaming and isinstance(data, datasets.Dataset):
             data = data.to_iterable_dataset()
         names = column_names(data.features) if data.features is not None else _peek_names(data, Path(""))
-        pick = Picker(
-            resolve_column(cfg.src_column, cfg.src_lang, 0, names, "src_column", cfg),
-            resolve_column(cfg.tgt_column, cfg.tgt_lang, 1, names, "tgt_column", cfg),
-        )
+        pick = picker(names, cfg)
         raw[split] = RawSplit(source, data, pick)
     return raw
 
