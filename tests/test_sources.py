@@ -75,8 +75,17 @@ def test_text_is_line_exact(tmp_path: Path) -> None:
         ),
         ('say "hi"\tsag »hi«\n', {}, [PAIRS[3]]),
         ("Hello.\tHallo.\n\n1\t2\n", {}, [PAIRS[0], ("", ""), PAIRS[2]]),
+        ("a\rb\tc\u2028d\r\n1\t2\n", {}, [("a\rb", "c\u2028d\r"), PAIRS[2]]),
     ],
-    ids=["named", "numbered", "positions", "mixed", "quotes-are-text", "blank-line-kept"],
+    ids=[
+        "named",
+        "numbered",
+        "positions",
+        "mixed",
+        "quotes-are-text",
+        "blank-line-kept",
+        "only-newline-ends",
+    ],
 )
 def test_tsv(tmp_path: Path, text: str, options: dict[str, Any], expected: list[tuple[str, str]]) -> None:
     path = write_bytes(tmp_path / "train.tsv", text.encode())

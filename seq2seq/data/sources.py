@@ -238,10 +238,17 @@ def _suggest_replace() -> Iterator[None]:
 
 
 def _first_row(path: Path, fmt: str) -> list[str]:
-    """The header, or the first row whose length numbers the columns."""
-    with _source_errors(path), open(path, encoding="utf-8", errors="replace", newline="") as f:
-        rows = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE) if fmt == "tsv" else csv.reader(f)
-        return next(rows, [])
+    """The header, or the first row whose length numbers the columns (its line ends at b"\\n" only)."""
+    with open(path, "rb") as f:
+        line = next(iter_lines(f, str(path), replace_invalid=True), None)
+    if line is None:
+        return []
+    if fmt == "tsv":
+        return line.split("\t")
+    try:
+        return next(csv.reader([line]), [])
+    except csv.Error as exc:
+        raise Seq2SeqError(f"{path}:1: {exc}") from None
 
 
 def _read_table(source: Source, cfg: DataConfig, cache_dir: Path) -> RawSplit:
@@ -263,6 +270,7 @@ def _read_table(source: Source, cfg: DataConfig, cache_dir: Path) -> RawSplit:
         "keep_default_na": False,
         "na_filter": False,
         "skip_blank_lines": False,
+        "lineterminator": "\n",  # as for text: a bare "\r" is not a line break (a "\r\n" one is stripped)
         "encoding_errors": "replace" if cfg.invalid_utf8 == "replace" else "strict",
     }
     return RawSplit(source, _load_file("csv", path, cfg.streaming, cache_dir, options), pick, stats)
