@@ -21,7 +21,7 @@ from seq2seq.bench import format_table, run_bench
 from seq2seq.checkpoint import average_checkpoints, save_checkpoint
 from seq2seq.data import report_table
 from seq2seq.evaluate import METRICS, score_corpus
-from seq2seq.textio import LineStats, iter_lines, read_lines
+from seq2seq.textio import LineStats, count_lines, iter_lines, read_lines
 from seq2seq.translate import Translation
 
 app = typer.Typer(
@@ -169,15 +169,6 @@ def _alignment(translation: Translation, index: int) -> str:
     )
 
 
-def _count_lines(path: Path) -> int:
-    count, last = 0, b"\n"
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            count += block.count(b"\n")
-            last = block[-1:]
-    return count + (last != b"\n")
-
-
 @app.command()
 def translate(
     ctx: typer.Context,
@@ -251,7 +242,7 @@ def translate(
             interactive = stream is sys.stdin.buffer and sys.stdin.isatty()
             show_bar = console.is_terminal and stream is not sys.stdin.buffer and output is not None
             bar = stack.enter_context(Progress(console=console, disable=not show_bar, transient=True))
-            task = bar.add_task("translate", total=_count_lines(Path(name)) if show_bar else None)
+            task = bar.add_task("translate", total=count_lines(Path(name)) if show_bar else None)
             lines = iter_lines(stream, name, replace_invalid=True, stats=stats)
             results = translator.translate_stream(
                 lines, opts, 1 if interactive else chunk_lines, batch_tokens

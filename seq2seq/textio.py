@@ -64,6 +64,16 @@ def read_lines(path: Path, replace_invalid: bool = False) -> list[str]:
         raise Seq2SeqError(f"{path}: is a directory, expected a text file") from None
 
 
+def count_lines(path: Path) -> int:
+    """Lines as `iter_lines` sees them: each b"\\n", plus a last line without one."""
+    lines, last = 0, b"\n"
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            lines += block.count(b"\n")
+            last = block[-1:]
+    return lines + (last != b"\n")
+
+
 def single_line(text: str) -> str:
     """Output text with any line break turned into a space, so one input line gives one output line."""
     if "\n" in text or "\r" in text:

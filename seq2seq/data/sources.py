@@ -23,7 +23,7 @@ import pandas as pd
 
 from seq2seq.config import DataConfig
 from seq2seq.errors import Seq2SeqError
-from seq2seq.textio import LineStats, iter_lines
+from seq2seq.textio import LineStats, count_lines, iter_lines
 
 SPLITS = ("train", "valid", "test")
 BATCH = 10_000
@@ -177,16 +177,6 @@ def read_split(source: Source, cfg: DataConfig, cache_dir: Path) -> RawSplit:
     if source.format == "jsonl":
         return _read_jsonl(source, cfg, cache_dir)
     raise ValueError(f"read_split: {source.format} is read with read_hub")
-
-
-def count_lines(path: Path) -> int:
-    """Lines as `iter_lines` sees them: each b"\\n", plus a last line without one."""
-    lines, last = 0, b"\n"
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            lines += block.count(b"\n")
-            last = block[-1:]
-    return lines + (last != b"\n")
 
 
 def _read_text(source: Source, replace: bool) -> RawSplit:
