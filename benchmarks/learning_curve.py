@@ -27,6 +27,7 @@ def main() -> None:
     parser.add_argument("--src", type=Path, required=True)
     parser.add_argument("--ref", type=Path, required=True)
     parser.add_argument("--beam", type=int, default=5)
+    parser.add_argument("--every", type=int, default=1, help="score every N-th checkpoint (and the last)")
     parser.add_argument("--json", type=Path, help="also write the curve here")
     args = parser.parse_args()
 
@@ -35,6 +36,7 @@ def main() -> None:
     valid_bleu = {r["step"]: r["bleu"] for r in records if r["type"] == "valid"}
     sources, refs = read_lines(args.src), read_lines(args.ref)
     checkpoints = sorted(args.run.glob("checkpoints/step-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
+    checkpoints = [p for i, p in enumerate(checkpoints) if i % args.every == 0 or i == len(checkpoints) - 1]
     curve = []
     print(f"{'minutes':>8} {'update':>7} {'valid BLEU':>11} {f'test BLEU (beam {args.beam})':>22}")
     for path in checkpoints:

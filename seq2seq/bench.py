@@ -179,26 +179,38 @@ def bench_training(
 
 
 def bench_decoding(
-    checkpoint: Path, source: Path, device: torch.device, beams: tuple[int, ...] = (1, 5), limit: int = 1000
+    checkpoint: Path,
+    source: Path,
+    device: torch.device,
+    reference: Path | None = None,
+    beams: tuple[int, ...] = (1, 5),
+    limit: int = 1000,
 ) -> dict[str, dict[str, float]]:
-    """Sentences/s and target tokens/s of `translate` on the first `limit` lines of `source`."""
+    """Sentences/s and target tokens/s of `translate` on the first `limit` lines of `source`, in fp32 and
+    (on CPU) with dynamic int8 quantization; with a reference, the BLEU of each."""
+    from seq2seq.evaluate import bleu
     from seq2seq.translate import Translator
 
-    translator = Translator.from_checkpoint(checkpoint, str(device))
     lines = read_lines(source, replace_invalid=True)[:limit]
-    translator.translate(lines[:50], beam=max(beams))  # warm-up
+    refs = read_lines(reference)[:limit] if reference is not None else None
     results = {}
-    for beam in beams:
-        translator.stats.tgt_tokens = 0
-        start = time.perf_counter()
-        translator.translate(lines, beam=beam)
-        seconds = time.perf_counter() - start
-        results[f"beam{beam}"] = {
-            "sentences": len(lines),
-            "seconds": round(seconds, 3),
-            "sentences_per_s": round(len(lines) / seconds, 1),
-            "tgt_tokens_per_s": round(translator.stats.tgt_tokens / seconds, 1),
-        }
+    for quantize in ("", "int8") if device.type == "cpu" else ("",):
+        translator = Translator.from_checkpoint(checkpoint, str(device), quantize)
+        translator.translate(lines[:50], beam=max(beams))  # warm-up
+        for beam in beams:
+            translator.stats.tgt_tokens = 0
+            start = time.perf_counter()
+            hyps = translator.translate(lines, beam=beam)
+            seconds = time.perf_counter() - start
+            row = {
+                "sentences": len(lines),
+                "seconds": round(seconds, 3),
+                "sentences_per_s": round(len(lines) / seconds, 1),
+                "tgt_tokens_per_s": round(translator.stats.tgt_tokens / seconds, 1),
+            }
+            if refs is not None:
+                row["bleu"] = round(bleu(hyps, refs).score, 2)
+            results[f"{quantize + ' ' if quantize else ''}beam{beam}"] = row
     return results
 
 
@@ -245,6 +257,8 @@ def format_table(result: BenchResult) -> str:
     for name, d in result.decode.items():
         lines.append(f"{'decode ' + name + ' sentences/s':<34}{d['sentences_per_s']:>14,.1f}")
         lines.append(f"{'decode ' + name + ' target tokens/s':<34}{d['tgt_tokens_per_s']:>14,.0f}")
+        if "bleu" in d:
+            lines.append(f"{'decode ' + name + ' BLEU':<34}{d['bleu']:>14.2f}")
     for name, value in result.memory.items():
         lines.append(f"{name.replace('_', ' '):<34}{value:>14,.1f}")
     return "\n".join(lines)
@@ -255,6 +269,7 @@ def run_bench(
     data_dir: Path | None,
     checkpoint: Path | None,
     source: Path | None,
+    reference: Path | None = None,
     warmup: int = 5,
     steps: int = 30,
     batch_tokens: int | None = None,
@@ -288,7 +303,7 @@ def run_bench(
     result.train, result.model = bench_training(cfg, corpus, vocab, warmup, steps, tokens, dev)
     if checkpoint is not None and source is not None:
         log(f"decoding {source} with {checkpoint}")
-        result.decode = bench_decoding(checkpoint, source, dev)
+        result.decode = bench_decoding(checkpoint, source, dev, reference)
     result.machine = machine_info(dev, peak)
     result.memory = peak_memory(dev)
     return result

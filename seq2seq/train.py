@@ -379,9 +379,8 @@ def train(
         state.last_checkpoints.append(str(path))
         state.best_checkpoints.append([score, str(path)])
         state.best_checkpoints.sort(key=lambda x: -x[0] if higher else x[0])
-        keep = {p for _, p in state.best_checkpoints[: t.keep_best]} | set(
-            state.last_checkpoints[-t.keep_last :]
-        )
+        latest = state.last_checkpoints[len(state.last_checkpoints) - t.keep_last :] if t.keep_last else []
+        keep = {p for _, p in state.best_checkpoints[: t.keep_best]} | set(latest)
         for p in {p for _, p in state.best_checkpoints} | set(state.last_checkpoints):
             if p not in keep:
                 Path(p).unlink(missing_ok=True)

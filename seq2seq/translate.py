@@ -10,11 +10,13 @@ use both work.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from seq2seq.checkpoint import load_model
 from seq2seq.config import Config
@@ -74,6 +76,18 @@ def resolve_device(name: str) -> torch.device:
         raise Seq2SeqError(f"--device: {name!r} is not a device (use cpu, cuda or cuda:N)") from None
 
 
+def quantize_int8(model: Seq2Seq) -> Seq2Seq:
+    """Dynamic int8 quantization for CPU inference: the weights of every LSTM/GRU and linear layer (the
+    output layer included) are stored in int8 and activations are quantized on the fly; embeddings and
+    attention arithmetic stay fp32. The model keeps its class and its search interface."""
+    with warnings.catch_warnings():  # torch.ao.quantization announces its move to torchao
+        warnings.simplefilter("ignore")
+        quantized = torch.ao.quantization.quantize_dynamic(
+            model, {nn.Linear, nn.LSTM, nn.GRU}, dtype=torch.qint8, inplace=False
+        )
+    return quantized.eval()
+
+
 def decode_ids(
     model: Seq2Seq, src: FlatSequences, opts: SearchOptions, batch_tokens: int, device: torch.device
 ) -> list[list[Hypothesis]]:
@@ -98,9 +112,16 @@ class Translator:
         self.stats = TranslateStats()
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str = "auto") -> Translator:
+    def from_checkpoint(cls, path: str | Path, device: str = "auto", quantize: str = "") -> Translator:
+        """Load a checkpoint once; `quantize="int8"` quantizes it for CPU use (see `quantize_int8`)."""
         dev = resolve_device(device)
         model, tokenizer, cfg = load_model(Path(path), dev)
+        if quantize:
+            if quantize != "int8":
+                raise Seq2SeqError(f"--quantize: {quantize!r} is not supported (use int8)")
+            if dev.type != "cpu":
+                raise Seq2SeqError("--quantize int8 is for CPU translation; add --device cpu")
+            model = quantize_int8(model)
         return cls(model, tokenizer, cfg, dev)
 
     def options(

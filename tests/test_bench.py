@@ -46,8 +46,9 @@ def test_bench_on_a_recipe(tmp_path: Path, checkpoint: Path) -> None:
         tiny_config(), tmp_path / "data", checkpoint, source, warmup=1, steps=3, log=lambda s: None
     )
     assert result.train["tgt_tokens_per_s"] > 0 and 0 <= result.train["padding_fraction"] < 1
-    assert set(result.decode) == {"beam1", "beam5"}
+    assert set(result.decode) == {"beam1", "beam5", "int8 beam1", "int8 beam5"}
     assert result.memory["peak_rss_mib"] > 0
     table = format_table(result)
-    for row in ("train target tokens/s", "fraction of peak", "decode beam5 sentences/s", "padding fraction"):
+    for row in ("train target tokens/s", "fraction of peak", "decode beam5 sentences/s", "padding fraction",
+                "decode int8 beam1 sentences/s"):  # fmt: skip
         assert row in table

@@ -110,6 +110,20 @@ def test_non_finite_losses_are_skipped_then_stop_the_run(
     assert any("non-finite loss at update 2; skipped" in m for m in messages)
 
 
+@pytest.mark.parametrize(("keep_best", "keep_last", "most"), [(1, 0, 1), (0, 2, 2), (0, 0, 0), (2, 2, 4)])
+def test_keep_best_and_last(
+    tmp_path: Path, data_dir: Path, keep_best: int, keep_last: int, most: int
+) -> None:
+    cfg = tiny_config(
+        train={"max_steps": 24, "valid_every": 4, "keep_best": keep_best, "keep_last": keep_last}
+    )
+    train(cfg, tmp_path / "k", data_dir, **QUIET)
+    kept = sorted((tmp_path / "k" / "checkpoints").glob("step-*.pt"))
+    assert len(kept) <= most and (len(kept) >= 1 or most == 0)
+    if keep_last:
+        assert tmp_path / "k" / "checkpoints" / "step-24.pt" in kept
+
+
 def test_checkpoints_kept(tmp_path: Path, data_dir: Path) -> None:
     cfg = tiny_config(train={"max_steps": 20, "valid_every": 4, "keep_best": 2, "keep_last": 1})
     train(cfg, tmp_path / "k", data_dir, **QUIET)

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from seq2seq import Translator
+from seq2seq import Seq2SeqError, Translator
 from seq2seq.textio import LineStats, iter_lines
 
 
@@ -68,3 +68,17 @@ def test_translate_list_api(translator: Translator) -> None:
     assert 1 <= len(batch[0].candidates) <= 3
     scores = [c.score for c in batch[0].candidates]
     assert scores == sorted(scores, reverse=True)
+
+
+def test_int8_quantized_translation(checkpoint: Path) -> None:
+    quantized = Translator.from_checkpoint(checkpoint, device="cpu", quantize="int8")
+    assert "quantized" in type(quantized.model.output).__module__
+    assert "quantized" in type(quantized.model.decoder.rnn).__module__
+    out = quantized.translate(["12", "", "4721"], beam=3)
+    assert len(out) == 3 and out[1] == ""
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [({"quantize": "int4"}, "not supported")])
+def test_bad_quantize_option(checkpoint: Path, kwargs: dict[str, str], message: str) -> None:
+    with pytest.raises(Seq2SeqError, match=message):
+        Translator.from_checkpoint(checkpoint, device="cpu", **kwargs)
