@@ -196,7 +196,9 @@ def translate(
     max_len_b: Annotated[int | None, typer.Option(help="See --max-len-a.")] = None,
     min_len: Annotated[int | None, typer.Option(help="Min output length in subwords.")] = None,
     no_unk: Annotated[bool, typer.Option("--no-unk", help="Never emit the unknown token.")] = False,
-    batch_tokens: Annotated[int | None, typer.Option(help="Source tokens per batch.")] = None,
+    batch_tokens: Annotated[
+        int | None, typer.Option(help="Source tokens x beam size per batch [default: the recipe's, 12000].")
+    ] = None,
     fmt: Annotated[
         str, typer.Option("--format", help="plain, or jsonl (score, n-best, time per line).")
     ] = "plain",

@@ -218,7 +218,8 @@ class DecodeConfig:
     max_len_b: int = 10
     """A hypothesis has at most a * source_length + b tokens."""
     min_len: int = 0
-    batch_tokens: int = 6000
+    batch_tokens: int = 12000
+    """Source tokens x beam size per translation batch (padding included)."""
     max_src_len: int = 250
     """Longer inputs are truncated (counted in a warning); the output still has one line per input."""
 

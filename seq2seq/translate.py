@@ -91,12 +91,15 @@ def quantize_int8(model: Seq2Seq) -> Seq2Seq:
 def decode_ids(
     model: Seq2Seq, src: FlatSequences, opts: SearchOptions, batch_tokens: int, device: torch.device
 ) -> list[list[Hypothesis]]:
-    """Search over pre-encoded sources (ids without EOS); results in input order."""
+    """Search over pre-encoded sources (ids without EOS); results in input order.
+
+    `batch_tokens` counts source tokens x beam size (padding included): beam search decodes K rows per
+    sentence, and the per-step [rows, V] scores stay in cache only while the batch is small enough.
+    """
     results: list[list[Hypothesis]] = [[] for _ in range(len(src))]
     lengths = src.lengths + 1
-    for idx in token_batches(
-        lengths, lengths, max(batch_tokens, int(lengths.max(initial=1))), 0, 0, shuffle=False
-    ):
+    budget = max(batch_tokens // opts.beam, int(lengths.max(initial=1)))
+    for idx in token_batches(lengths, lengths, budget, 0, 0, shuffle=False):
         ids = torch.from_numpy(src.pad(idx, suffix=EOS)).to(device)
         hyps = search(model, ids, torch.from_numpy(lengths[idx]).to(device), opts)
         for i, h in zip(idx.tolist(), hyps, strict=True):
