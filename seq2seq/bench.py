@@ -127,7 +127,7 @@ def bench_training(
 ) -> tuple[dict[str, float], dict[str, Any]]:
     """Tokens/s and achieved FLOP/s over `steps` updates after `warmup` updates."""
     # import here: train imports the data pipeline, which the FLOP counting above does not need
-    from seq2seq.train import compute_loss, make_optimizer
+    from seq2seq.train import accumulate_gradients, clip_and_step, make_optimizer
 
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg.model, *vocab).to(device).train()
@@ -144,18 +144,12 @@ def bench_training(
             start = time.perf_counter()
             src_tokens = tgt_tokens = 0
         batch = corpus.batch(idx).to(device)
-        optimizer.zero_grad(set_to_none=True)
-        with (
-            torch.autocast("cuda", dtype=torch.bfloat16)
-            if device.type == "cuda" and cfg.train.bf16
-            else torch.autocast("cpu", enabled=False)
-        ):
-            loss = compute_loss(model, batch, cfg.train.label_smoothing)
-        (loss / batch.n_tgt_tokens).backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.clip_norm or float("inf"))
-        optimizer.step()
+        _, n_tokens = accumulate_gradients(
+            model, [batch], cfg.train.label_smoothing, 0.0, device, cfg.train.bf16
+        )
+        clip_and_step(model, optimizer, cfg)
         src_tokens += int(corpus.src.lengths[idx].sum() + len(idx))
-        tgt_tokens += batch.n_tgt_tokens
+        tgt_tokens += n_tokens
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
