@@ -305,13 +305,16 @@ def _section_types(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-def _build_section(cls: type, values: Mapping[str, Any], where: str) -> Any:
+def _build_section(section: str, values: Mapping[str, Any], where: str) -> Any:
+    cls = _SECTIONS[section]
     types_ = _section_types(cls)
     kwargs: dict[str, Any] = {}
     for key, value in values.items():
         if key not in types_:
             raise Seq2SeqError(f"{where}: unknown key '{key}'{_closest(key, list(types_))}")
-        kwargs[key] = _validate(f"{cls.__name__}", key, _coerce(value, types_[key], f"{where}.{key}"), where)
+        kwargs[key] = _validate(
+            f"{section}.{key}", _coerce(value, types_[key], f"{where}.{key}"), f"{where}.{key}"
+        )
     return cls(**kwargs)
 
 
@@ -322,16 +325,15 @@ _SECTIONS: dict[str, type] = {
     "train": TrainConfig,
     "decode": DecodeConfig,
 }
-_SECTION_NAME = {cls.__name__: name for name, cls in _SECTIONS.items()}
 
 
-def _validate(cls_name: str, key: str, value: Any, where: str) -> Any:
-    dotted = f"{_SECTION_NAME[cls_name]}.{key}"
+def _validate(dotted: str, value: Any, where: str) -> Any:
+    """Choices and non-negative numbers; `where` names the key in the error."""
     choices = _CHOICES.get(dotted)
     if choices is not None and value not in choices:
-        raise Seq2SeqError(f"{where}.{key}: {value!r} is not one of {', '.join(map(repr, choices))}")
+        raise Seq2SeqError(f"{where}: {value!r} is not one of {', '.join(map(repr, choices))}")
     if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
-        raise Seq2SeqError(f"{where}.{key}: must not be negative, got {value}")
+        raise Seq2SeqError(f"{where}: must not be negative, got {value}")
     return value
 
 
@@ -345,7 +347,7 @@ def config_from_dict(raw: Mapping[str, Any], where: str = "config") -> Config:
             values = {}
         if not isinstance(values, Mapping):
             raise Seq2SeqError(f"{where}: section '{name}' must be a mapping of key: value")
-        sections[name] = _build_section(_SECTIONS[name], values, f"{where}: {name}")
+        sections[name] = _build_section(name, values, f"{where}: {name}")
     cfg = Config(**sections)
     check_config(cfg, where)
     return cfg
