@@ -74,7 +74,13 @@ class Decoder(nn.Module):
         self, prev: torch.Tensor, state: DecoderState, enc: EncoderOutput
     ) -> tuple[torch.Tensor, DecoderState, torch.Tensor]:
         """prev [B] token ids -> attentional vector [B, H], new state, attention weights [B, S]."""
-        x = self.emb_dropout(self.embed(prev)).unsqueeze(1)  # [B, 1, E]
+        return self._step(self.emb_dropout(self.embed(prev)), state, enc)
+
+    def _step(
+        self, emb: torch.Tensor, state: DecoderState, enc: EncoderOutput
+    ) -> tuple[torch.Tensor, DecoderState, torch.Tensor]:
+        """One step from the embedded (and dropped-out) input emb [B, E]."""
+        x = emb.unsqueeze(1)  # [B, 1, E]
         if self.input_feeding:
             x = torch.cat([x, state.feed.unsqueeze(1).to(x.dtype)], dim=-1)
         out, rnn_state = self.rnn(x, self._rnn_state(state))
@@ -86,14 +92,17 @@ class Decoder(nn.Module):
     def forward(
         self, tgt_in: torch.Tensor, state: DecoderState, enc: EncoderOutput
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Teacher forcing: tgt_in [B, T] -> attentional vectors [B, T, H], weights [B, T, S]."""
+        """Teacher forcing: tgt_in [B, T] -> attentional vectors [B, T, H], weights [B, T, S].
+
+        The whole target is embedded (and dropped out) once: per-step embedding calls would each
+        backpropagate into a dense [V, E] gradient."""
+        emb = self.emb_dropout(self.embed(tgt_in))  # [B, T, E]
         if not self.input_feeding:
-            emb = self.emb_dropout(self.embed(tgt_in))  # [B, T, E]
             out, _ = self.rnn(emb, self._rnn_state(state))  # one fused call over all T
             return self._attend(out, enc)
         atts, weights = [], []
         for t in range(tgt_in.size(1)):
-            att, state, w = self.step(tgt_in[:, t], state, enc)
+            att, state, w = self._step(emb[:, t], state, enc)
             atts.append(att)
             weights.append(w)
         return torch.stack(atts, dim=1), torch.stack(weights, dim=1)
