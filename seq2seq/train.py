@@ -25,7 +25,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 import yaml
 
 from seq2seq.checkpoint import load_checkpoint, save_checkpoint
@@ -34,6 +33,7 @@ from seq2seq.data import ParallelCorpus, Prepared, load_prepared, preprocess, re
 from seq2seq.data.batching import Batch
 from seq2seq.errors import Seq2SeqError
 from seq2seq.evaluate import bleu
+from seq2seq.loss import smoothed_cross_entropy
 from seq2seq.model import Seq2Seq, build_model, count_parameters
 from seq2seq.progress import TrainProgress
 from seq2seq.search import SearchOptions
@@ -208,12 +208,8 @@ def teacher_forcing_ratio(cfg: Config, step: int) -> float:
 def compute_loss(model: Seq2Seq, batch: Batch, label_smoothing: float, sampling: float = 0.0) -> torch.Tensor:
     """Summed token cross-entropy; the output layer and softmax run once over all B x T positions."""
     logits = model(batch.src_ids, batch.src_lengths, batch.tgt_in, sampling)  # [B, T, V]
-    return F.cross_entropy(
-        logits.reshape(-1, logits.size(-1)).float(),
-        batch.tgt_out.reshape(-1),
-        ignore_index=PAD,
-        label_smoothing=label_smoothing,
-        reduction="sum",
+    return smoothed_cross_entropy(
+        logits.reshape(-1, logits.size(-1)).float(), batch.tgt_out.reshape(-1), label_smoothing, PAD
     )
 
 
