@@ -21,6 +21,7 @@ from seq2seq.bench import format_table, run_bench
 from seq2seq.checkpoint import average_checkpoints, save_checkpoint
 from seq2seq.data import report_table
 from seq2seq.evaluate import METRICS, score_corpus
+from seq2seq.runtime import tune_allocator
 from seq2seq.textio import LineStats, count_lines, iter_lines, read_lines
 from seq2seq.translate import Translation
 
@@ -75,6 +76,7 @@ def main_options(
     preprocess -> train -> translate -> eval. Every command takes --help.
     """
     ctx.obj = {"debug": debug}
+    tune_allocator()
 
 
 @app.command()

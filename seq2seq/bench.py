@@ -25,6 +25,7 @@ import torch
 from seq2seq.config import Config, ModelConfig, config_from_dict
 from seq2seq.data.batching import FlatSequences, ParallelCorpus
 from seq2seq.model import build_model, count_parameters
+from seq2seq.runtime import allocator_tuned
 from seq2seq.textio import read_lines
 
 # The reference model of the benchmark (7.6M parameters with an 8k vocabulary).
@@ -224,6 +225,7 @@ def machine_info(device: torch.device, peak: float) -> dict[str, Any]:
         "threads": torch.get_num_threads(),
         "device": str(device),
         "fp32_matmul_peak_gflops": round(peak, 1),
+        "allocator_tuned": allocator_tuned(),
     }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
@@ -234,7 +236,8 @@ def format_table(result: BenchResult) -> str:
     """The human-readable report."""
     m, t = result.machine, result.train
     lines = [
-        f"machine: {m['processor']}, {m['threads']} threads, {m['device']}, torch {m['torch']}",
+        f"machine: {m['processor']}, {m['threads']} threads, {m['device']}, torch {m['torch']}"
+        + (", heap allocator tuned" if m.get("allocator_tuned") else ""),
         f"model: {result.model['parameters']:,} parameters, vocab {result.model['vocab'][0]}/"
         f"{result.model['vocab'][1]}",
         "",
