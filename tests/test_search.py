@@ -25,6 +25,7 @@ from seq2seq.search import (
     length_penalty,
     max_lengths,
     search,
+    top_k,
 )
 from seq2seq.tokenizer import BOS, EOS, PAD, UNK
 from tests.fake_model import A, B, C, D, FakeModel, Script, attention_row, fake_batch
@@ -416,3 +417,29 @@ def test_real_hypotheses_are_well_formed(model: Seq2Seq, beam: int) -> None:
             assert h.score == pytest.approx(
                 h.log_prob / float(length_penalty(len(h.tokens) + 1.0, 1.0, "gnmt"))
             )
+
+
+@pytest.mark.parametrize(
+    ("rows", "width", "k", "seed"),
+    [(1, 160, 10, 0), (7, 40000, 10, 1), (3, 4096, 32, 2), (5, 48, 3, 3), (2, 100, 4, 4), (4, 16, 1, 5)],
+)
+def test_top_k_equals_torch_topk(rows: int, width: int, k: int, seed: int) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    scores = torch.randn(rows, width, generator=gen)
+    scores[:, ::7] = float("-inf")  # masked tokens, as after constraints
+    scores[0, 3:9] = 2.5  # ties among the best
+    values, indices = top_k(scores, k)
+    expected = scores.topk(k, dim=1).values
+    assert torch.equal(values, expected)
+    assert torch.equal(scores.gather(1, indices), values)  # each index points at its value
+    assert all(len(set(row)) == k for row in indices.tolist())  # no index twice
+
+
+def test_top_k_rows_that_are_almost_all_masked() -> None:
+    """A sentence at its maximum length: only K EOS scores are finite among K * V."""
+    scores = torch.full((2, 5 * 64), float("-inf"))
+    scores[:, 3::64] = torch.tensor([-1.0, -2.0, -3.0, -4.0, -5.0])
+    values, indices = top_k(scores, 10)
+    assert values[:, :5].tolist() == [[-1.0, -2.0, -3.0, -4.0, -5.0]] * 2
+    assert indices[:, :5].tolist() == [[3, 67, 131, 195, 259]] * 2
+    assert torch.isinf(values[:, 5:]).all()
