@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
+import torch.nn.functional as F
 
 from seq2seq.tokenizer import BOS, EOS, PAD, UNK
 
@@ -198,42 +199,44 @@ def beam_search(
     """The `opts.n_best` best hypotheses per sentence, best first.
 
     A sentence that is done leaves the batch: its finished hypotheses are collected and its rows are
-    dropped from every tensor, so later steps only compute what can still change the result.
+    dropped from every tensor, so later steps only compute what can still change the result. The first
+    step runs one row per sentence (all K beams would start from the same BOS) and then fans out to K.
     """
     batch, k = src_ids.size(0), opts.beam
     device = src_ids.device
     enc = model.encode(src_ids, src_lengths)
     state = model.init_state(enc)
-    expand = torch.arange(batch, device=device).repeat_interleave(k)
-    enc, state = enc.index_select(expand), state.index_select(expand)
     max_len = max_lengths(src_lengths, opts).to(device)  # [B] (then [B_active])
     max_steps = int(max_len.max()) + 1
-    row_max_len = max_len.repeat_interleave(k)  # [B * K]
+    width = 1  # rows per sentence in the decoder tensors: 1 at the first step, then K
+    row_max_len = max_len  # [B * width]
     best_possible_lp = torch.as_tensor(
         length_penalty((max_len + 1).float(), opts.length_penalty, opts.penalty)
     )
     beam_rows = torch.arange(k, device=device)
 
     active = torch.arange(batch, device=device)  # original index of each sentence still searching
-    alive_scores = torch.full((batch, k), float("-inf"), device=device)
-    alive_scores[:, 0] = 0.0
-    alive_tokens = torch.empty(batch * k, 0, dtype=torch.long, device=device)
+    alive_scores = torch.zeros(batch, width, device=device)
+    alive_tokens = torch.empty(batch * width, 0, dtype=torch.long, device=device)
     alive_attn: torch.Tensor | None = None
     fin_scores = torch.full((batch, k), float("-inf"), device=device)
     fin_raw = torch.full((batch, k), float("-inf"), device=device)
     fin_tokens = torch.full((batch, k, max_steps), PAD, dtype=torch.long, device=device)
     fin_attn: torch.Tensor | None = None
-    prev = torch.full((batch * k,), BOS, dtype=torch.long, device=device)
+    prev = torch.full((batch * width,), BOS, dtype=torch.long, device=device)
     results: list[list[Hypothesis]] = [[] for _ in range(batch)]
 
     for step in range(max_steps):
         n = active.numel()
-        offsets = (torch.arange(n, device=device) * k).unsqueeze(1)  # [B, 1]
+        offsets = (torch.arange(n, device=device) * width).unsqueeze(1)  # [B, 1]
         out = model.decode_step(prev, state, enc)
-        log_probs = out.log_probs.float()  # [B*K, V], ours to modify (see DecoderModel)
+        log_probs = out.log_probs.float()  # [B * width, V], ours to modify (see DecoderModel)
         vocab = log_probs.size(1)
         cand = _constrain_(log_probs.add_(alive_scores.view(-1, 1)), step, row_max_len, opts)
-        top_scores, top_ids = top_k(cand.view(n, k * vocab), min(2 * k, k * vocab))  # [B, 2K]
+        top_scores, top_ids = top_k(cand.view(n, width * vocab), min(2 * k, width * vocab))  # [B, 2K]
+        if top_scores.size(1) < k:  # a vocabulary smaller than the beam: pad with impossible candidates
+            top_scores = F.pad(top_scores, (0, k - top_scores.size(1)), value=float("-inf"))
+            top_ids = F.pad(top_ids, (0, k - top_ids.size(1)), value=PAD)
         beam_idx, tok = top_ids // vocab, top_ids % vocab
         rows = (offsets + beam_idx).view(-1)  # [B * 2K] alive rows the candidates extend
         in_beam = torch.arange(top_scores.size(1), device=device) < k  # [2K]
@@ -246,7 +249,7 @@ def beam_search(
             eos_scores = torch.where(is_eos, top_scores / lp, float("-inf"))
             merged, sel = torch.cat([fin_scores, eos_scores], dim=1).topk(k, dim=1)  # [B, K]
             cand_tokens = torch.cat([alive_tokens[rows].view(n, tok.size(1), step), tok.unsqueeze(2)], dim=2)
-            cand_tokens = torch.nn.functional.pad(cand_tokens, (0, max_steps - step - 1), value=PAD)
+            cand_tokens = F.pad(cand_tokens, (0, max_steps - step - 1), value=PAD)
             all_tokens = torch.cat([fin_tokens, cand_tokens], dim=1)
             fin_tokens = all_tokens.gather(1, sel.unsqueeze(2).expand(-1, -1, max_steps))
             fin_raw = torch.cat([fin_raw, torch.where(is_eos, top_scores, float("-inf"))], 1).gather(1, sel)
@@ -264,6 +267,8 @@ def beam_search(
             moved = step_attn[reorder].unsqueeze(1)
             alive_attn = moved if alive_attn is None else torch.cat([alive_attn[reorder], moved], dim=1)
         state, prev = out.state.index_select(reorder), new_tok
+        if width == 1:
+            enc, row_max_len, width = enc.index_select(reorder), row_max_len[reorder], k
 
         bound = alive_scores[:, 0] / best_possible_lp
         done = (fin_scores[:, opts.n_best - 1] >= bound) | (step >= max_len)  # [B]
@@ -308,7 +313,7 @@ def _merge_attention(
         if alive_attn is None
         else torch.cat([alive_attn[rows], step_attn[rows].unsqueeze(1)], dim=1)
     )
-    history = torch.nn.functional.pad(history, (0, 0, 0, max_steps - step - 1))
+    history = F.pad(history, (0, 0, 0, max_steps - step - 1))
     cand = history.view(batch, -1, max_steps, src_len)
     merged = torch.cat([fin_attn, cand], dim=1)
     return merged.gather(1, sel.view(batch, k, 1, 1).expand(-1, -1, max_steps, src_len))

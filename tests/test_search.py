@@ -443,3 +443,29 @@ def test_top_k_rows_that_are_almost_all_masked() -> None:
     assert values[:, :5].tolist() == [[-1.0, -2.0, -3.0, -4.0, -5.0]] * 2
     assert indices[:, :5].tolist() == [[3, 67, 131, 195, 259]] * 2
     assert torch.isinf(values[:, 5:]).all()
+
+
+def all_hypotheses(script: Script, max_tokens: int) -> list[tuple[list[int], float]]:
+    """Every hypothesis the script can produce with at most `max_tokens` tokens, by brute force."""
+    found, frontier = [], [((), 0.0)]
+    for t in range(max_tokens + 1):
+        grown = []
+        for prefix, logp in frontier:
+            for tok, p in script.probs(prefix).items():
+                if tok == EOS:
+                    found.append((list(prefix), logp + math.log(p)))
+                elif t < max_tokens and tok not in (PAD, BOS):
+                    grown.append(((*prefix, tok), logp + math.log(p)))
+        frontier = grown
+    return sorted(found, key=lambda h: -h[1])
+
+
+@pytest.mark.parametrize("name", ["beam_beats_greedy", "cross", "early_end_n_best"])
+def test_beam_wider_than_the_vocabulary_is_exhaustive(name: str) -> None:
+    """Beam 10 > V = 8 candidates at the first step: the n-best equals the brute-force n-best."""
+    script = BEAM_CASES[name][0]
+    o = opts(beam=10, n_best=4)
+    (hyps,), _ = decode(script, o)
+    best = all_hypotheses(script, max_lengths(torch.tensor([SRC_LEN]), o).item())[:4]
+    assert [h.tokens for h in hyps] == [tokens for tokens, _ in best]
+    assert [h.log_prob for h in hyps] == pytest.approx([logp for _, logp in best], abs=1e-5)
