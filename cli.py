@@ -23,7 +23,7 @@ from seq2seq.data import report_table
 from seq2seq.evaluate import METRICS, score_corpus
 from seq2seq.runtime import tune_allocator
 from seq2seq.textio import LineStats, count_lines, iter_lines, read_lines
-from seq2seq.translate import Translation
+from seq2seq.translate import Translation, native_bf16
 
 app = typer.Typer(
     help="Recurrent (LSTM/GRU) encoder-decoder neural machine translation.",
@@ -36,6 +36,7 @@ SetOption = Annotated[
     list[str] | None,
     typer.Option("--set", help="Override a recipe key, e.g. --set train.lr=0.0005 (repeatable)."),
 ]
+BF16_HELP = "Decode with bf16 matmuls (fast on CPUs with AVX512-BF16/AMX and on GPUs)."
 RecipeArg = Annotated[Path, typer.Argument(help="Recipe YAML file (see recipes/).", show_default=False)]
 
 
@@ -128,6 +129,13 @@ def train(
         typer.echo(f"best model: {result.best_checkpoint}")
 
 
+def _load_translator(model: Path, device: str, quantize: str, bf16: bool) -> Translator:
+    translator = Translator.from_checkpoint(model, device, quantize, bf16)
+    if bf16 and not native_bf16(translator.device):
+        _err(f"warning: {translator.device} has no native bf16 arithmetic: --bf16 will be slower than fp32")
+    return translator
+
+
 def _open_input(path: Path | None) -> tuple[IO[bytes], str]:
     if path is None or str(path) == "-":
         return sys.stdin.buffer, "<stdin>"
@@ -209,6 +217,7 @@ def translate(
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     quantize: Annotated[str, typer.Option(help="int8: dynamic int8 quantization for CPU (faster).")] = "",
+    bf16: Annotated[bool, typer.Option("--bf16", help=BF16_HELP)] = False,
     chunk_lines: Annotated[int, typer.Option(help="Lines read before translating (1 on a terminal).")] = 1000,
 ) -> None:
     """Translate text: exactly one output line per input line, in order."""
@@ -230,7 +239,7 @@ def translate(
         for name, number in (("--min-len", min_len), ("--max-len-a", max_len_a), ("--max-len-b", max_len_b)):
             if number is not None and number < 0:
                 raise Seq2SeqError(f"{name}: must not be negative, got {number}")
-        translator = Translator.from_checkpoint(model, device, quantize)
+        translator = _load_translator(model, device, quantize, bf16)
         opts = translator.options(
             beam=beam, n_best=n_best, length_penalty=length_penalty, max_len_a=max_len_a, max_len_b=max_len_b,
             min_len=min_len, block_unk=no_unk, attention=attention is not None, penalty=penalty,
@@ -293,6 +302,7 @@ def evaluate(
     quantize: Annotated[
         str, typer.Option(help="With --model: int8 for dynamic int8 quantization (CPU).")
     ] = "",
+    bf16: Annotated[bool, typer.Option("--bf16", help="With --model: " + BF16_HELP)] = False,
 ) -> None:
     """Score translations with sacrebleu (BLEU, chrF, TER) and print each metric's signature."""
     with _user_errors(ctx):
@@ -310,7 +320,7 @@ def evaluate(
             sources = read_lines(src, replace_invalid=True)
             if len(sources) != len(refs):
                 raise Seq2SeqError(f"{src} has {len(sources)} lines but {ref} has {len(refs)}")
-            translator = Translator.from_checkpoint(model, device, quantize)
+            translator = _load_translator(model, device, quantize, bf16)
             start = time.perf_counter()
             hyps = translator.translate(sources, beam=beam)
             _err(

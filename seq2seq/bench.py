@@ -181,16 +181,19 @@ def bench_decoding(
     beams: tuple[int, ...] = (1, 5),
     limit: int = 1000,
 ) -> dict[str, dict[str, float]]:
-    """Sentences/s and target tokens/s of `translate` on the first `limit` lines of `source`, in fp32 and
-    (on CPU) with dynamic int8 quantization; with a reference, the BLEU of each."""
+    """Sentences/s and target tokens/s of `translate` on the first `limit` lines of `source`: fp32, bf16
+    where the hardware has it, and (on CPU) dynamic int8 quantization; with a reference, the BLEU of each."""
     from seq2seq.evaluate import bleu
-    from seq2seq.translate import Translator
+    from seq2seq.translate import Translator, native_bf16
 
     lines = read_lines(source, replace_invalid=True)[:limit]
     refs = read_lines(reference)[:limit] if reference is not None else None
+    precisions = ["", *(["bf16"] if native_bf16(device) else []), *(["int8"] if device.type == "cpu" else [])]
     results = {}
-    for quantize in ("", "int8") if device.type == "cpu" else ("",):
-        translator = Translator.from_checkpoint(checkpoint, str(device), quantize)
+    for precision in precisions:
+        translator = Translator.from_checkpoint(
+            checkpoint, str(device), "int8" if precision == "int8" else "", precision == "bf16"
+        )
         translator.translate(lines[:50], beam=max(beams))  # warm-up
         for beam in beams:
             translator.stats.tgt_tokens = 0
@@ -205,7 +208,7 @@ def bench_decoding(
             }
             if refs is not None:
                 row["bleu"] = round(bleu(hyps, refs).score, 2)
-            results[f"{quantize + ' ' if quantize else ''}beam{beam}"] = row
+            results[f"{precision + ' ' if precision else ''}beam{beam}"] = row
     return results
 
 

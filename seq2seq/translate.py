@@ -88,6 +88,17 @@ def quantize_int8(model: Seq2Seq) -> Seq2Seq:
     return quantized.eval()
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether `device` computes bf16 matmuls in hardware (CUDA Ampere+, or a CPU with AVX512-BF16/AMX);
+    elsewhere bf16 is emulated and slower than fp32."""
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def decode_ids(
     model: Seq2Seq, src: FlatSequences, opts: SearchOptions, batch_tokens: int, device: torch.device
 ) -> list[list[Hypothesis]]:
@@ -110,14 +121,23 @@ def decode_ids(
 class Translator:
     """A loaded model that translates lists of sentences or streams of lines."""
 
-    def __init__(self, model: Seq2Seq, tokenizer: Tokenizer, cfg: Config, device: torch.device) -> None:
+    def __init__(
+        self, model: Seq2Seq, tokenizer: Tokenizer, cfg: Config, device: torch.device, bf16: bool = False
+    ) -> None:
         self.model, self.tokenizer, self.cfg, self.device = model.eval(), tokenizer, cfg, device
+        self.bf16 = bf16
+        """Decode under bf16 autocast: matmuls and LSTMs in bf16, softmax and scores in fp32."""
         self.stats = TranslateStats()
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str = "auto", quantize: str = "") -> Translator:
-        """Load a checkpoint once; `quantize="int8"` quantizes it for CPU use (see `quantize_int8`)."""
+    def from_checkpoint(
+        cls, path: str | Path, device: str = "auto", quantize: str = "", bf16: bool = False
+    ) -> Translator:
+        """Load a checkpoint once; `quantize="int8"` quantizes it for CPU use (see `quantize_int8`);
+        `bf16=True` decodes under bf16 autocast (fast where the hardware has bf16, see `native_bf16`)."""
         dev = resolve_device(device)
+        if bf16 and quantize:
+            raise Seq2SeqError("--bf16 and --quantize are two ways to lower precision: choose one")
         model, tokenizer, cfg = load_model(Path(path), dev)
         if quantize:
             if quantize != "int8":
@@ -125,7 +145,7 @@ class Translator:
             if dev.type != "cpu":
                 raise Seq2SeqError("--quantize int8 is for CPU translation; add --device cpu")
             model = quantize_int8(model)
-        return cls(model, tokenizer, cfg, dev)
+        return cls(model, tokenizer, cfg, dev, bf16)
 
     def options(
         self,
@@ -172,9 +192,10 @@ class Translator:
         hyps_by_row: list[list[Hypothesis]] = []
         if todo:
             flat = FlatSequences.from_lists([encoded[i] for i in todo])
-            hyps_by_row = decode_ids(
-                self.model, flat, opts, batch_tokens or self.cfg.decode.batch_tokens, self.device
-            )
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+                hyps_by_row = decode_ids(
+                    self.model, flat, opts, batch_tokens or self.cfg.decode.batch_tokens, self.device
+                )
         each = (time.perf_counter() - start) / max(1, len(sentences))
         out: list[Translation] = [Translation(s, [], [], each) for s in sentences]
         for row, i in enumerate(todo):

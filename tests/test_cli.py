@@ -8,6 +8,7 @@ import typer
 import yaml
 from typer.testing import CliRunner
 
+import cli
 from cli import app
 from tests.conftest import TINY
 
@@ -165,3 +166,16 @@ def test_translate_options_and_attention_file(checkpoint: Path, tmp_path: Path) 
     assert all("<unk>" not in o["translation"] and o["time_ms"] >= 0 for o in outputs)
     result = runner.invoke(app, ["translate", "-m", str(checkpoint), "--penalty", "wide"], input="1\n")
     assert result.exit_code == 2 and "--penalty" in result.stderr
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_translate_bf16_warns_where_it_would_be_slow(
+    checkpoint: Path, monkeypatch: pytest.MonkeyPatch, native: bool
+) -> None:
+    monkeypatch.setattr(cli, "native_bf16", lambda device: native)
+    result = runner.invoke(
+        app, ["translate", "-m", str(checkpoint), "--bf16", "--beam", "2"], input="12\n\n7\n"
+    )
+    assert result.exit_code == 0, result.output
+    assert len(result.stdout.splitlines()) == 3
+    assert ("no native bf16" in result.stderr) is not native

@@ -1,7 +1,9 @@
 import io
 from pathlib import Path
+from typing import Any
 
 import pytest
+import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -78,7 +80,22 @@ def test_int8_quantized_translation(checkpoint: Path) -> None:
     assert len(out) == 3 and out[1] == ""
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [({"quantize": "int4"}, "not supported")])
-def test_bad_quantize_option(checkpoint: Path, kwargs: dict[str, str], message: str) -> None:
+def test_bf16_translation_runs_the_matmuls_in_bf16(checkpoint: Path) -> None:
+    fast = Translator.from_checkpoint(checkpoint, device="cpu", bf16=True)
+    seen: list[torch.dtype] = []
+    fast.model.output.register_forward_hook(lambda module, args, out: seen.append(out.dtype))
+    out = fast.translate(["12", "", "4721"], beam=3)
+    assert len(out) == 3 and out[1] == "" and out[0]
+    assert seen and set(seen) == {torch.bfloat16}
+    fast.model.output._forward_hooks.clear()
+    hyps = fast.translate_batch(["4721"], fast.options(beam=3, n_best=2))[0].candidates
+    assert all(isinstance(c.score, float) and c.score <= 0 for c in hyps)  # scores stay fp32 log-probs
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"quantize": "int4"}, "not supported"), ({"quantize": "int8", "bf16": True}, "choose one")],
+)
+def test_bad_precision_options(checkpoint: Path, kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(Seq2SeqError, match=message):
         Translator.from_checkpoint(checkpoint, device="cpu", **kwargs)
