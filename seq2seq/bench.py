@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from seq2seq.config import Config, ModelConfig, config_from_dict
+from seq2seq.config import Config, DecodeConfig, ModelConfig, config_from_dict
 from seq2seq.data.batching import FlatSequences, ParallelCorpus
 from seq2seq.model import build_model, count_parameters
 from seq2seq.runtime import allocator_tuned
@@ -180,9 +180,14 @@ def bench_decoding(
     reference: Path | None = None,
     beams: tuple[int, ...] = (1, 5),
     limit: int = 1000,
+    batch_tokens: int = DecodeConfig.batch_tokens,
+    repeats: int = 2,
 ) -> dict[str, dict[str, float]]:
     """Sentences/s and target tokens/s of `translate` on the first `limit` lines of `source`: fp32, bf16
-    where the hardware has it, and (on CPU) dynamic int8 quantization; with a reference, the BLEU of each."""
+    where the hardware has it, and (on CPU) dynamic int8 quantization; with a reference, the BLEU of each.
+
+    Decodes at the toolkit's default batch size (not the one stored in the checkpoint) and keeps the
+    fastest of `repeats` runs, the usual way to time on a machine that other work may disturb."""
     from seq2seq.evaluate import bleu
     from seq2seq.translate import Translator, native_bf16
 
@@ -196,12 +201,16 @@ def bench_decoding(
         )
         translator.translate(lines[:50], beam=max(beams))  # warm-up
         for beam in beams:
-            translator.stats.tgt_tokens = 0
-            start = time.perf_counter()
-            hyps = translator.translate(lines, beam=beam)
-            seconds = time.perf_counter() - start
+            opts = translator.options(beam=beam)
+            seconds = float("inf")
+            for _ in range(repeats):
+                translator.stats.tgt_tokens = 0
+                start = time.perf_counter()
+                hyps = [t.text for t in translator.translate_batch(lines, opts, batch_tokens)]
+                seconds = min(seconds, time.perf_counter() - start)
             row = {
                 "sentences": len(lines),
+                "batch_tokens": batch_tokens,
                 "seconds": round(seconds, 3),
                 "sentences_per_s": round(len(lines) / seconds, 1),
                 "tgt_tokens_per_s": round(translator.stats.tgt_tokens / seconds, 1),
@@ -254,6 +263,9 @@ def format_table(result: BenchResult) -> str:
         f"{'fp32 matmul peak GFLOP/s':<34}{m['fp32_matmul_peak_gflops']:>14.1f}",
         f"{'fraction of peak':<34}{t['achieved_gflops'] / m['fp32_matmul_peak_gflops']:>14.1%}",
     ]
+    if result.decode:
+        tokens = next(iter(result.decode.values()))["batch_tokens"]
+        lines.append(f"{'decode batch tokens (src x beam)':<34}{tokens:>14,}")
     for name, d in result.decode.items():
         lines.append(f"{'decode ' + name + ' sentences/s':<34}{d['sentences_per_s']:>14,.1f}")
         lines.append(f"{'decode ' + name + ' target tokens/s':<34}{d['tgt_tokens_per_s']:>14,.0f}")
