@@ -21,9 +21,9 @@ from seq2seq.bench import format_table, run_bench
 from seq2seq.checkpoint import average_checkpoints, save_checkpoint
 from seq2seq.data import report_table
 from seq2seq.evaluate import METRICS, score_corpus
-from seq2seq.runtime import tune_allocator
+from seq2seq.runtime import native_bf16, tune_allocator
 from seq2seq.textio import LineStats, count_lines, iter_lines, read_lines
-from seq2seq.translate import Translation, native_bf16
+from seq2seq.translate import Translation
 
 app = typer.Typer(
     help="Recurrent (LSTM/GRU) encoder-decoder neural machine translation.",

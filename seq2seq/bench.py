@@ -25,7 +25,7 @@ import torch
 from seq2seq.config import Config, DecodeConfig, ModelConfig, config_from_dict
 from seq2seq.data.batching import FlatSequences, ParallelCorpus
 from seq2seq.model import build_model, count_parameters
-from seq2seq.runtime import allocator_tuned
+from seq2seq.runtime import allocator_tuned, native_bf16
 from seq2seq.textio import read_lines
 
 # The reference model of the benchmark (7.6M parameters with an 8k vocabulary).
@@ -35,13 +35,15 @@ REFERENCE_MODEL = {
     "dropout": 0.3, "emb_dropout": 0.3, "out_dropout": 0.3,
 }  # fmt: skip
 REFERENCE_VOCAB = 8000
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
 @dataclass
 class BenchResult:
     machine: dict[str, Any] = field(default_factory=dict)
     model: dict[str, Any] = field(default_factory=dict)
-    train: dict[str, float] = field(default_factory=dict)
+    train: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Training figures by precision: "fp32", and "bf16" where the hardware has native bf16."""
     decode: dict[str, dict[str, float]] = field(default_factory=dict)
     memory: dict[str, float] = field(default_factory=dict)
 
@@ -49,18 +51,31 @@ class BenchResult:
         return json.dumps(asdict(self), indent=2)
 
 
-def matmul_peak_gflops(threads: int, size: int = 1024, seconds: float = 1.0) -> float:
-    """Best fp32 GFLOP/s of a square matmul on the CPU with the current thread count."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    out = torch.empty(size, size)
+def matmul_peak_gflops(
+    size: int = 1024,
+    seconds: float = 1.0,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device = torch.device("cpu"),
+) -> float:
+    """Best GFLOP/s of a square matmul in `dtype` on `device` (on CPU, with the current thread count)."""
+    a = torch.randn(size, size, device=device).to(dtype)
+    b = torch.randn(size, size, device=device).to(dtype)
+    out = torch.empty(size, size, device=device, dtype=dtype)
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
     for _ in range(3):
         torch.mm(a, b, out=out)
+    sync()
     best = 0.0
     deadline = time.perf_counter() + seconds
     while time.perf_counter() < deadline:
         start = time.perf_counter()
         for _ in range(4):
             torch.mm(a, b, out=out)
+        sync()
         best = max(best, 4 * 2 * size**3 / (time.perf_counter() - start) / 1e9)
     return best
 
@@ -125,8 +140,10 @@ def bench_training(
     steps: int,
     batch_tokens: int,
     device: torch.device,
+    bf16: bool = False,
 ) -> tuple[dict[str, float], dict[str, Any]]:
-    """Tokens/s and achieved FLOP/s over `steps` updates after `warmup` updates."""
+    """Tokens/s and achieved FLOP/s over `steps` updates after `warmup` updates, in fp32 or under bf16
+    autocast (`bf16` is honoured only where the hardware has native bf16, as in training)."""
     # import here: train imports the data pipeline, which the FLOP counting above does not need
     from seq2seq.train import accumulate_gradients, clip_and_step, make_optimizer
 
@@ -145,9 +162,7 @@ def bench_training(
             start = time.perf_counter()
             src_tokens = tgt_tokens = 0
         batch = corpus.batch(idx).to(device)
-        _, n_tokens = accumulate_gradients(
-            model, [batch], cfg.train.label_smoothing, 0.0, device, cfg.train.bf16
-        )
+        _, n_tokens = accumulate_gradients(model, [batch], cfg.train.label_smoothing, 0.0, device, bf16)
         clip_and_step(model, optimizer, cfg)
         src_tokens += int(corpus.src.lengths[idx].sum() + len(idx))
         tgt_tokens += n_tokens
@@ -189,7 +204,7 @@ def bench_decoding(
     Decodes at the toolkit's default batch size (not the one stored in the checkpoint) and keeps the
     fastest of `repeats` runs, the usual way to time on a machine that other work may disturb."""
     from seq2seq.evaluate import bleu
-    from seq2seq.translate import Translator, native_bf16
+    from seq2seq.translate import Translator
 
     lines = read_lines(source, replace_invalid=True)[:limit]
     refs = read_lines(reference)[:limit] if reference is not None else None
@@ -229,14 +244,14 @@ def peak_memory(device: torch.device) -> dict[str, float]:
     return memory
 
 
-def machine_info(device: torch.device, peak: float) -> dict[str, Any]:
+def machine_info(device: torch.device, peaks: dict[str, float]) -> dict[str, Any]:
     info: dict[str, Any] = {
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "device": str(device),
-        "fp32_matmul_peak_gflops": round(peak, 1),
+        "matmul_peak_gflops": {name: round(value, 1) for name, value in peaks.items()},
         "allocator_tuned": allocator_tuned(),
     }
     if device.type == "cuda":
@@ -245,34 +260,41 @@ def machine_info(device: torch.device, peak: float) -> dict[str, Any]:
 
 
 def format_table(result: BenchResult) -> str:
-    """The human-readable report."""
-    m, t = result.machine, result.train
+    """The human-readable report: one training column per precision, then decoding and memory."""
+    m, peaks = result.machine, result.machine["matmul_peak_gflops"]
+    names = list(result.train)
+
+    def row(label: str, values: list[str]) -> str:
+        return f"{label:<34}" + "".join(f"{v:>12}" for v in values)
+
+    def train_row(label: str, fmt: str, key: str) -> str:
+        return row(label, [format(result.train[n][key], fmt) for n in names])
+
     lines = [
         f"machine: {m['processor']}, {m['threads']} threads, {m['device']}, torch {m['torch']}"
         + (", heap allocator tuned" if m.get("allocator_tuned") else ""),
         f"model: {result.model['parameters']:,} parameters, vocab {result.model['vocab'][0]}/"
         f"{result.model['vocab'][1]}",
         "",
-        f"{'measure':<34}{'value':>14}",
-        f"{'train target tokens/s':<34}{t['tgt_tokens_per_s']:>14,.0f}",
-        f"{'train source tokens/s':<34}{t['src_tokens_per_s']:>14,.0f}",
-        f"{'sentences per batch':<34}{t['sentences_per_batch']:>14.1f}",
-        f"{'padding fraction':<34}{t['padding_fraction']:>14.1%}",
-        f"{'training MFLOP per target token':<34}{t['mflop_per_tgt_token']:>14.2f}",
-        f"{'achieved GFLOP/s':<34}{t['achieved_gflops']:>14.1f}",
-        f"{'fp32 matmul peak GFLOP/s':<34}{m['fp32_matmul_peak_gflops']:>14.1f}",
-        f"{'fraction of peak':<34}{t['achieved_gflops'] / m['fp32_matmul_peak_gflops']:>14.1%}",
+        row("training", names),
+        train_row("train target tokens/s", ",.0f", "tgt_tokens_per_s"),
+        train_row("train source tokens/s", ",.0f", "src_tokens_per_s"),
+        train_row("sentences per batch", ".1f", "sentences_per_batch"),
+        train_row("padding fraction", ".1%", "padding_fraction"),
+        train_row("training MFLOP per target token", ".2f", "mflop_per_tgt_token"),
+        train_row("achieved GFLOP/s", ".1f", "achieved_gflops"),
+        row("matmul peak GFLOP/s", [f"{peaks[n]:.1f}" for n in names]),
+        row("fraction of peak", [f"{result.train[n]['achieved_gflops'] / peaks[n]:.1%}" for n in names]),
     ]
     if result.decode:
         tokens = next(iter(result.decode.values()))["batch_tokens"]
-        lines.append(f"{'decode batch tokens (src x beam)':<34}{tokens:>14,}")
+        lines += ["", row(f"decoding, batch {tokens:,} src x beam", ["sent/s", "tgt tok/s", "BLEU"])]
     for name, d in result.decode.items():
-        lines.append(f"{'decode ' + name + ' sentences/s':<34}{d['sentences_per_s']:>14,.1f}")
-        lines.append(f"{'decode ' + name + ' target tokens/s':<34}{d['tgt_tokens_per_s']:>14,.0f}")
-        if "bleu" in d:
-            lines.append(f"{'decode ' + name + ' BLEU':<34}{d['bleu']:>14.2f}")
+        bleu = f"{d['bleu']:.2f}" if "bleu" in d else "-"
+        lines.append(row(name, [f"{d['sentences_per_s']:,.1f}", f"{d['tgt_tokens_per_s']:,.0f}", bleu]))
+    lines.append("")
     for name, value in result.memory.items():
-        lines.append(f"{name.replace('_', ' '):<34}{value:>14,.1f}")
+        lines.append(row(name.replace("_", " "), [f"{value:,.1f}"]))
     return "\n".join(lines)
 
 
@@ -294,8 +316,11 @@ def run_bench(
     dev = resolve_device(device)
     if cfg is not None and cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
-    log(f"measuring the fp32 matmul peak on {torch.get_num_threads()} threads")
-    peak = matmul_peak_gflops(torch.get_num_threads())
+    precisions = ["fp32", *(["bf16"] if cfg is None or cfg.train.bf16 else [])]
+    if not native_bf16(dev):
+        precisions = ["fp32"]
+    log(f"measuring the {' and '.join(precisions)} matmul peak on {dev} ({torch.get_num_threads()} threads)")
+    peaks = {name: matmul_peak_gflops(dtype=DTYPES[name], device=dev) for name in precisions}
     if cfg is None:
         cfg = reference_config()
         corpus = generated_corpus(29000, REFERENCE_VOCAB)
@@ -310,12 +335,15 @@ def run_bench(
         corpus = ParallelCorpus.from_dataset(prepared.splits["train"])
         vocab = (prepared.tokenizer.src_vocab_size, prepared.tokenizer.tgt_vocab_size)
         tokens = batch_tokens or cfg.train.batch_tokens
-    log(f"training {warmup} warm-up + {steps} measured updates")
     result = BenchResult()
-    result.train, result.model = bench_training(cfg, corpus, vocab, warmup, steps, tokens, dev)
+    for name in precisions:
+        log(f"training in {name}: {warmup} warm-up + {steps} measured updates")
+        result.train[name], result.model = bench_training(
+            cfg, corpus, vocab, warmup, steps, tokens, dev, bf16=name == "bf16"
+        )
     if checkpoint is not None and source is not None:
         log(f"decoding {source} with {checkpoint}")
         result.decode = bench_decoding(checkpoint, source, dev, reference)
-    result.machine = machine_info(dev, peak)
+    result.machine = machine_info(dev, peaks)
     result.memory = peak_memory(dev)
     return result

@@ -1,4 +1,4 @@
-"""Process-wide settings that make torch's CPU hot paths faster: the memory allocator.
+"""What the hardware can do fast (`native_bf16`), and the memory allocator setting for CPU hot paths.
 
 Training and decoding allocate and free the same large tensors at every step (the [N, V] logits, their
 log-softmax and gradient: 30+ MB each). glibc serves blocks that large with a fresh `mmap` and unmaps them
@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 import sys
+
+import torch
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
@@ -44,3 +47,15 @@ def tune_allocator() -> bool:
 def allocator_tuned() -> bool:
     """Whether `tune_allocator` has been applied in this process."""
     return _tuned
+
+
+@functools.cache
+def native_bf16(device: torch.device) -> bool:
+    """Whether `device` computes bf16 matmuls in hardware (CUDA Ampere+, or a CPU with AVX512-BF16/AMX);
+    elsewhere bf16 is emulated and slower than fp32."""
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False

@@ -36,6 +36,7 @@ from seq2seq.evaluate import bleu
 from seq2seq.loss import smoothed_cross_entropy
 from seq2seq.model import Seq2Seq, build_model, count_parameters
 from seq2seq.progress import TrainProgress
+from seq2seq.runtime import native_bf16
 from seq2seq.search import SearchOptions
 from seq2seq.tokenizer import PAD
 from seq2seq.translate import decode_ids, resolve_device
@@ -214,13 +215,14 @@ def compute_loss(model: Seq2Seq, batch: Batch, label_smoothing: float, sampling:
 
 
 def autocast_for(device: torch.device, bf16: bool) -> contextlib.AbstractContextManager[Any]:
-    """bf16 autocast on CUDA when asked for; fp32 everywhere else.
+    """bf16 autocast when asked for and the device has native bf16 (CUDA, or a CPU with AVX512-BF16 or
+    AMX); fp32 everywhere else, where emulated bf16 would be slower.
 
     fp32 runs inside a *disabled* autocast rather than no context at all: on CPU that measured ~5% faster
     training (seq2seq bench: 4,400 -> 4,600 target tokens/s), as ops skip the autocast dispatch layer.
     """
-    if device.type == "cuda" and bf16:
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+    if bf16 and native_bf16(device):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return torch.autocast(device.type, enabled=False)
 
 

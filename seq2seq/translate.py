@@ -88,17 +88,6 @@ def quantize_int8(model: Seq2Seq) -> Seq2Seq:
     return quantized.eval()
 
 
-def native_bf16(device: torch.device) -> bool:
-    """Whether `device` computes bf16 matmuls in hardware (CUDA Ampere+, or a CPU with AVX512-BF16/AMX);
-    elsewhere bf16 is emulated and slower than fp32."""
-    if device.type == "cuda":
-        return bool(torch.cuda.is_bf16_supported())
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
 def decode_ids(
     model: Seq2Seq, src: FlatSequences, opts: SearchOptions, batch_tokens: int, device: torch.device
 ) -> list[list[Hypothesis]]:

@@ -12,7 +12,7 @@ from seq2seq.bench import (
     train_flops_per_token,
 )
 from seq2seq.model import build_model, count_parameters
-from seq2seq.translate import native_bf16
+from seq2seq.runtime import native_bf16
 from tests.conftest import tiny_config
 
 
@@ -38,7 +38,8 @@ def test_generated_corpus_is_multi30k_shaped() -> None:
 
 
 def test_matmul_peak_is_positive() -> None:
-    assert matmul_peak_gflops(1, size=128, seconds=0.05) > 0
+    assert matmul_peak_gflops(size=128, seconds=0.05) > 0
+    assert matmul_peak_gflops(size=64, seconds=0.02, dtype=torch.bfloat16) > 0
 
 
 def test_bench_on_a_recipe(tmp_path: Path, checkpoint: Path) -> None:
@@ -47,11 +48,16 @@ def test_bench_on_a_recipe(tmp_path: Path, checkpoint: Path) -> None:
     result = run_bench(
         tiny_config(), tmp_path / "data", checkpoint, source, warmup=1, steps=3, log=lambda s: None
     )
-    assert result.train["tgt_tokens_per_s"] > 0 and 0 <= result.train["padding_fraction"] < 1
-    bf16 = {"bf16 beam1", "bf16 beam5"} if native_bf16(torch.device("cpu")) else set()
+    precisions = ["fp32", "bf16"] if native_bf16(torch.device("cpu")) else ["fp32"]
+    assert list(result.train) == precisions
+    for figures in result.train.values():
+        assert figures["tgt_tokens_per_s"] > 0 and 0 <= figures["padding_fraction"] < 1
+    assert list(result.machine["matmul_peak_gflops"]) == precisions
+    bf16 = {"bf16 beam1", "bf16 beam5"} if "bf16" in precisions else set()
     assert set(result.decode) == {"beam1", "beam5", "int8 beam1", "int8 beam5", *bf16}
     assert result.memory["peak_rss_mib"] > 0
-    table = format_table(result)
-    for row in ("train target tokens/s", "fraction of peak", "decode beam5 sentences/s", "padding fraction",
-                "decode int8 beam1 sentences/s"):  # fmt: skip
-        assert row in table
+    lines = format_table(result).splitlines()
+    assert any(line.split()[1:] == precisions for line in lines if line.startswith("training"))
+    labels = {line[:34].strip() for line in lines}
+    for label in ("train target tokens/s", "fraction of peak", "padding fraction", "beam5", "int8 beam1"):
+        assert label in labels
