@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from seq2seq.model.attention import Attention
+from seq2seq.model.dropout import Dropout
 from seq2seq.model.encoder import EncoderOutput, make_rnn
 
 
@@ -55,12 +56,12 @@ class Decoder(nn.Module):
         self.embed = embed
         self.input_feeding = input_feeding
         self.hidden_size = hidden
-        self.emb_dropout = nn.Dropout(emb_dropout)
+        self.emb_dropout = Dropout(emb_dropout)
         in_size = embed.embedding_dim + (hidden if input_feeding else 0)
         self.rnn = make_rnn(cell, in_size, hidden, layers, dropout)
         self.attention = Attention(attention, hidden, enc_size)
         self.combine = nn.Linear(enc_size + hidden, hidden, bias=False)
-        self.out_dropout = nn.Dropout(out_dropout)
+        self.out_dropout = Dropout(out_dropout)
 
     def _rnn_state(self, state: DecoderState) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         return state.hidden if state.cell is None else (state.hidden, state.cell)

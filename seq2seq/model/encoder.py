@@ -12,6 +12,8 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from seq2seq.model.dropout import Dropout
+
 
 class EncoderOutput(NamedTuple):
     """Everything the decoder and search need from the source, reorderable along the batch."""
@@ -87,7 +89,7 @@ class Encoder(nn.Module):
     ) -> None:
         super().__init__()
         self.embed = embed
-        self.emb_dropout = nn.Dropout(emb_dropout)
+        self.emb_dropout = Dropout(emb_dropout)
         self.rnn = make_rnn(cell, embed.embedding_dim, hidden, layers, dropout, bidirectional)
         self.layers = layers
         self.directions = 2 if bidirectional else 1
