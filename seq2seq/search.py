@@ -160,9 +160,7 @@ def greedy_search(
     attention: torch.Tensor | None = None
     for step in range(max_steps):
         out = model.decode_step(prev, state, enc)
-        log_probs = out.log_probs.float()
-        log_probs = _constrain_(log_probs.clone() if log_probs is out.log_probs else log_probs, step, max_len,
-                                opts)  # fmt: skip
+        log_probs = _constrain_(out.log_probs.float(), step, max_len, opts)  # ours to modify
         best, tok = log_probs.max(dim=-1)
         tokens[active, step] = tok
         scores[active] += best
