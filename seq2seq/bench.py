@@ -144,8 +144,7 @@ def bench_training(
 ) -> tuple[dict[str, float], dict[str, Any]]:
     """Tokens/s and achieved FLOP/s over `steps` updates after `warmup` updates, in fp32 or under bf16
     autocast (`bf16` is honoured only where the hardware has native bf16, as in training)."""
-    # import here: train imports the data pipeline, which the FLOP counting above does not need
-    from seq2seq.train import accumulate_gradients, clip_and_step, make_optimizer
+    from seq2seq.update import accumulate_gradients, clip_and_step, make_optimizer
 
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg.model, *vocab).to(device).train()

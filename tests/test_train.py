@@ -2,19 +2,18 @@ import json
 import math
 import os
 import signal
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+from seq2seq import update
 from seq2seq.checkpoint import load_checkpoint
 from seq2seq.data import preprocess
 from seq2seq.errors import Seq2SeqError
 from seq2seq.train import TrainResult, train
 from tests.conftest import tiny_config
 
-TRAIN_MODULE = sys.modules["seq2seq.train"]  # `seq2seq.train` the attribute is the function
 QUIET = {"log": lambda line: None, "show_progress": False}
 
 
@@ -94,7 +93,7 @@ def test_other_config_on_existing_run_is_an_error(tmp_path: Path, data_dir: Path
 def test_non_finite_losses_are_skipped_then_stop_the_run(
     tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_loss = TRAIN_MODULE.compute_loss
+    real_loss = update.compute_loss
     calls = {"n": 0}
 
     def sometimes_nan(model, batch, label_smoothing, sampling=0.0):  # type: ignore[no-untyped-def]
@@ -102,7 +101,7 @@ def test_non_finite_losses_are_skipped_then_stop_the_run(
         loss = real_loss(model, batch, label_smoothing, sampling)
         return loss * float("nan") if calls["n"] == 2 or calls["n"] > 4 else loss
 
-    monkeypatch.setattr(TRAIN_MODULE, "compute_loss", sometimes_nan)
+    monkeypatch.setattr(update, "compute_loss", sometimes_nan)
     messages: list[str] = []
     cfg = tiny_config(train={"max_bad_steps": 3, "max_steps": 30})
     with pytest.raises(Seq2SeqError, match="3 non-finite losses in a row at update 3"):
@@ -169,7 +168,7 @@ def test_optimizers_and_schedules_run(tmp_path: Path, data_dir: Path, schedule: 
 )
 def test_teacher_forcing_schedules(schedule: str, k: float, floor: float, step: int, expected: float) -> None:
     cfg = tiny_config(train={"sampling_schedule": schedule, "sampling_k": k, "teacher_forcing": floor})
-    assert TRAIN_MODULE.teacher_forcing_ratio(cfg, step) == pytest.approx(expected)
+    assert update.teacher_forcing_ratio(cfg, step) == pytest.approx(expected)
 
 
 def test_scheduled_sampling_trains(tmp_path: Path, data_dir: Path) -> None:
