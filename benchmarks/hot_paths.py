@@ -1,0 +1,99 @@
+"""Before/after timing of the two hot paths, for A/B comparisons of a change on a noisy machine.
+
+    python benchmarks/hot_paths.py train [--bf16] [--rounds 4] [--updates 25]
+    python benchmarks/hot_paths.py decode CKPT SRC [--beam 5 1] [--bf16 | --quantize int8] [--batch-tokens N]
+
+`train` runs the `seq2seq bench` reference model (8.1M parameters) on generated Multi30k-shaped data,
+~59 sentences a batch, and prints target tokens/s for each round of `--updates` updates after one
+warm-up round, with the median and best. `decode` translates SRC with the checkpoint and prints the
+fastest of `--repeats` runs for each beam. Both apply the allocator setting the CLI applies.
+
+For a fair before/after, run the old and new code alternately (e.g. with `git stash`) several times and
+compare medians: absolute figures on shared machines drift by 5-10% within an hour.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from seq2seq import Translator
+from seq2seq.bench import REFERENCE_VOCAB, generated_corpus, reference_config
+from seq2seq.model import build_model
+from seq2seq.runtime import tune_allocator
+from seq2seq.textio import read_lines
+from seq2seq.update import accumulate_gradients, clip_and_step, make_optimizer
+
+
+def bench_train(bf16: bool, rounds: int, updates: int) -> None:
+    cfg = reference_config()
+    torch.manual_seed(0)
+    corpus = generated_corpus(29000, REFERENCE_VOCAB)
+    model = build_model(cfg.model, REFERENCE_VOCAB, REFERENCE_VOCAB).train()
+    optimizer = make_optimizer(cfg, model)
+    batches = corpus.batches(1100, 0, 0)[:updates]
+    device = torch.device("cpu")
+
+    def one_round() -> float:
+        tokens, start = 0, time.perf_counter()
+        for idx in batches:
+            _, n = accumulate_gradients(model, [corpus.batch(idx)], 0.1, 0.0, device, bf16)
+            clip_and_step(model, optimizer, cfg)
+            tokens += n
+        return tokens / (time.perf_counter() - start)
+
+    one_round()  # warm-up
+    speeds = [one_round() for _ in range(rounds)]
+    print(f"train {'bf16' if bf16 else 'fp32'}: target tokens/s per round {[round(s) for s in speeds]}")
+    print(f"median {statistics.median(speeds):,.0f}  best {max(speeds):,.0f}")
+
+
+def bench_decode(
+    checkpoint: Path, source: Path, beams: list[int], bf16: bool, quantize: str, batch_tokens: int | None,
+    repeats: int,
+) -> None:  # fmt: skip
+    translator = Translator.from_checkpoint(checkpoint, "cpu", quantize, bf16)
+    lines = read_lines(source, replace_invalid=True)
+    for beam in beams:
+        opts = translator.options(beam=beam)
+        translator.translate_batch(lines[:50], opts, batch_tokens)  # warm-up
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            translator.translate_batch(lines, opts, batch_tokens)
+            best = min(best, time.perf_counter() - start)
+        print(f"beam {beam}: {best:.2f} s, {len(lines) / best:,.0f} sentences/s (fastest of {repeats})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="path", required=True)
+    train = sub.add_parser("train")
+    train.add_argument("--bf16", action="store_true")
+    train.add_argument("--rounds", type=int, default=4)
+    train.add_argument("--updates", type=int, default=25)
+    decode = sub.add_parser("decode")
+    decode.add_argument("checkpoint", type=Path)
+    decode.add_argument("source", type=Path)
+    decode.add_argument("--beam", type=int, nargs="+", default=[5, 1])
+    decode.add_argument("--bf16", action="store_true")
+    decode.add_argument("--quantize", default="")
+    decode.add_argument("--batch-tokens", type=int)
+    decode.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+    tune_allocator()
+    if args.path == "train":
+        bench_train(args.bf16, args.rounds, args.updates)
+    else:
+        bench_decode(args.checkpoint, args.source, args.beam, args.bf16, args.quantize, args.batch_tokens,
+                     args.repeats)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
