@@ -45,7 +45,11 @@ class DecoderModel(Protocol):
     def init_state(self, enc: Any) -> Any: ...
 
     def decode_step(self, prev: torch.Tensor, state: Any, enc: Any) -> StepResult:
-        """Next-token log-probabilities [B, V] in a tensor of the caller's, which search modifies in place."""
+        """Next-token log-probabilities [N, V] in a tensor of the caller's, which search modifies in place.
+
+        `enc` has one row per sentence (B rows) while `prev` and `state` may have N = B x G rows: beam
+        search keeps the G hypotheses of each sentence in consecutive rows and never copies `enc` per
+        hypothesis."""
         ...
 
 
@@ -265,8 +269,8 @@ def beam_search(
             moved = step_attn[reorder].unsqueeze(1)
             alive_attn = moved if alive_attn is None else torch.cat([alive_attn[reorder], moved], dim=1)
         state, prev = out.state.index_select(reorder), new_tok
-        if width == 1:
-            enc, row_max_len, width = enc.index_select(reorder), row_max_len[reorder], k
+        if width == 1:  # the encoder output stays one row per sentence (see DecoderModel)
+            row_max_len, width = row_max_len[reorder], k
 
         bound = alive_scores[:, 0] / best_possible_lp
         done = (fin_scores[:, opts.n_best - 1] >= bound) | (step >= max_len)  # [B]
@@ -287,7 +291,7 @@ def beam_search(
         fin_attn = None if fin_attn is None else fin_attn[keep]
         alive_tokens, prev, row_max_len = alive_tokens[keep_rows], prev[keep_rows], row_max_len[keep_rows]
         alive_attn = None if alive_attn is None else alive_attn[keep_rows]
-        enc, state = enc.index_select(keep_rows), state.index_select(keep_rows)
+        enc, state = enc.index_select(keep), state.index_select(keep_rows)
     return results
 
 

@@ -110,10 +110,16 @@ class FakeModel:
 
     def decode_step(self, prev: torch.Tensor, state: FakeState, enc: FakeEncoderOutput) -> FakeStep:
         self.calls += 1
-        prefix = torch.cat([state.prefix, prev.unsqueeze(1)], dim=1)  # [B, t + 1]
+        prefix = torch.cat([state.prefix, prev.unsqueeze(1)], dim=1)  # [N, t + 1]
+        rows, sentences = prefix.size(0), enc.script_ids.size(0)
+        assert rows % sentences == 0, "each sentence has the same number of consecutive rows"
+        group = rows // sentences  # hypotheses per sentence (search keeps `enc` one row per sentence)
         log_probs, attention = [], []
         for row, script_id, src_len in zip(
-            prefix.tolist(), enc.script_ids.tolist(), enc.src_lengths.tolist(), strict=True
+            prefix.tolist(),
+            enc.script_ids.repeat_interleave(group).tolist(),
+            enc.src_lengths.repeat_interleave(group).tolist(),
+            strict=True,
         ):
             assert row[0] == BOS, "every hypothesis starts from BOS"
             decoded = tuple(row[1:])

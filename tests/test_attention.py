@@ -100,3 +100,21 @@ def test_bad_kind_or_sizes_are_rejected() -> None:
         Attention("luong", QUERY_SIZE, QUERY_SIZE)
     with pytest.raises(ValueError, match="dot attention needs"):
         Attention("dot", QUERY_SIZE, QUERY_SIZE + 1)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("steps", [1, TGT_LEN])
+def test_grouped_queries_equal_expanded_keys(kind: str, steps: int) -> None:
+    """G consecutive queries per sentence against one copy of its keys (how beam search asks) equal
+    the same queries against keys copied G times."""
+    attention, _, values, mask = setup(kind)
+    group = 4
+    query = torch.randn(BATCH * group, steps, QUERY_SIZE)
+    keys = attention.project_keys(values)
+    with torch.no_grad():
+        context, weights = attention(query, keys, values, mask)
+        expand = torch.arange(BATCH).repeat_interleave(group)
+        ref_context, ref_weights = attention(query, keys[expand], values[expand], mask[expand])
+    assert context.shape == ref_context.shape == (BATCH * group, steps, value_size(kind))
+    torch.testing.assert_close(context, ref_context)
+    torch.testing.assert_close(weights, ref_weights)
