@@ -343,3 +343,20 @@ def test_overfits_one_batch(cfg: ModelConfig) -> None:
         optimizer.step()
         losses.append(loss.item())
     assert losses[-1] < 0.05 * losses[0]
+
+
+def test_decode_step_in_inference_mode_equals_the_plain_log_softmax() -> None:
+    """Search runs decode_step under inference mode, where the log-softmax is taken in place."""
+    model = tiny_model().eval()
+    src_ids, src_lengths = source_batch()
+    prev = torch.full((src_ids.size(0),), BOS)
+    with torch.no_grad():
+        enc = model.encode(src_ids, src_lengths)
+        state = model.init_state(enc)
+        expected = model.decode_step(prev, state, enc).log_probs
+        att, _, _ = model.decoder.step(prev, state, enc)
+        logits = model.output(att)
+    with torch.inference_mode():
+        got = model.decode_step(prev, state, enc).log_probs
+    torch.testing.assert_close(got, expected)
+    torch.testing.assert_close(expected, F.log_softmax(logits, dim=-1))

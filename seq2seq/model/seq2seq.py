@@ -133,8 +133,10 @@ class Seq2Seq(nn.Module):
     def decode_step(self, prev: torch.Tensor, state: DecoderState, enc: EncoderOutput) -> StepOutput:
         """prev [B] -> log-probabilities [B, V] of the next token, new state, attention [B, S]."""
         att, state, weights = self.decoder.step(prev, state, enc)
-        logits = self.output(self.decoder.out_dropout(att))
-        return StepOutput(torch.log_softmax(logits.float(), dim=-1), state, weights)
+        logits = self.output(self.decoder.out_dropout(att)).float()
+        if torch.is_inference_mode_enabled():  # search: normalise in place, the logits are not needed again
+            return StepOutput(torch.log_softmax(logits, dim=-1, out=logits), state, weights)
+        return StepOutput(torch.log_softmax(logits, dim=-1), state, weights)
 
     def forward(
         self, src_ids: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor, sampling: float = 0.0
