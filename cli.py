@@ -15,11 +15,9 @@ from rich.console import Console
 from rich.progress import Progress
 
 from seq2seq import Seq2SeqError, Translator, load_config
-from seq2seq import preprocess as run_preprocess
 from seq2seq import train as run_train
 from seq2seq.bench import format_table, run_bench
 from seq2seq.checkpoint import average_checkpoints, save_checkpoint
-from seq2seq.data import report_table
 from seq2seq.evaluate import METRICS, score_corpus
 from seq2seq.runtime import native_bf16, tune_allocator
 from seq2seq.textio import LineStats, count_lines, iter_lines, read_lines
@@ -94,6 +92,9 @@ def preprocess(
     with _user_errors(ctx):
         cfg = load_config(recipe, set_ or [])
         out_dir = out or Path("runs") / recipe.stem / "data"
+        from seq2seq.data import preprocess as run_preprocess  # imports `datasets`: only when needed
+        from seq2seq.data import report_table
+
         result = run_preprocess(cfg, out_dir, log=_err, force=force)
         if not result.cached:
             typer.echo(report_table(result.manifest))

@@ -7,15 +7,31 @@
 Everything the `seq2seq` command does is reachable from here.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from seq2seq.checkpoint import load_checkpoint, load_model, save_checkpoint
 from seq2seq.config import Config, load_config
-from seq2seq.data import load_prepared, preprocess
 from seq2seq.errors import Seq2SeqError
 from seq2seq.evaluate import Score, score_corpus
 from seq2seq.model import Seq2Seq, build_model
 from seq2seq.search import Hypothesis, SearchOptions, beam_search, greedy_search
 from seq2seq.train import TrainResult, train
 from seq2seq.translate import Translation, Translator
+
+if TYPE_CHECKING:
+    from seq2seq.data import load_prepared, preprocess
+
+
+def __getattr__(name: str) -> Any:
+    """`preprocess` and `load_prepared` load on first use (they import `datasets`; see seq2seq.data)."""
+    if name in ("preprocess", "load_prepared"):
+        from seq2seq import data
+
+        return getattr(data, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __version__ = "0.1.0"
 

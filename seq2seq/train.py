@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -28,7 +28,7 @@ import yaml
 
 from seq2seq.checkpoint import load_checkpoint, save_checkpoint
 from seq2seq.config import Config
-from seq2seq.data import ParallelCorpus, Prepared, load_prepared, preprocess, report_table
+from seq2seq.data import ParallelCorpus
 from seq2seq.errors import Seq2SeqError
 from seq2seq.evaluate import bleu
 from seq2seq.model import Seq2Seq, build_model, count_parameters
@@ -43,6 +43,9 @@ from seq2seq.update import (
     make_scheduler,
     teacher_forcing_ratio,
 )
+
+if TYPE_CHECKING:
+    from seq2seq.data import Prepared
 
 # Keys that may change between a run and its resumption: they extend or observe training, they do not
 # change what an update computes.
@@ -253,6 +256,8 @@ def train(
         files.write_log(line)
 
     files.dir.mkdir(parents=True, exist_ok=True)
+    from seq2seq.data import load_prepared, preprocess, report_table  # these import `datasets`
+
     result = preprocess(cfg, data_dir, log=say)
     if not result.cached:
         say("cleaning report:\n" + report_table(result.manifest))

@@ -12,7 +12,7 @@ import pytest
 
 from seq2seq.config import Config, config_from_dict, load_config
 from seq2seq.data import ParallelCorpus, load_prepared, preprocess, report_table
-from seq2seq.data.preprocess import PrepareResult
+from seq2seq.data.prepare import PrepareResult
 from seq2seq.errors import Seq2SeqError
 from seq2seq.tokenizer import EOS
 
@@ -145,7 +145,7 @@ def test_every_source_gives_the_same_dataset(
 def test_num_proc_gives_the_same_dataset_and_no_rebuild(
     tmp_path: Path, reference: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    module = sys.modules["seq2seq.data.preprocess"]  # the package re-exports a function of that name
+    module = sys.modules["seq2seq.data.prepare"]
     monkeypatch.setattr(module, "BATCH", 16)  # several batches, so that two processes map
     out = tmp_path / "out"
     run(text_config(tmp_path, num_proc=2), out)
