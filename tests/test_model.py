@@ -360,25 +360,3 @@ def test_decode_step_in_inference_mode_equals_the_plain_log_softmax() -> None:
         got = model.decode_step(prev, state, enc).log_probs
     torch.testing.assert_close(got, expected)
     torch.testing.assert_close(expected, F.log_softmax(logits, dim=-1))
-
-
-@pytest.mark.parametrize("cfg", ENCODER_MODES, ids=mode_id)
-def test_encoder_by_length_equals_packed(cfg: ModelConfig, monkeypatch: pytest.MonkeyPatch) -> None:
-    """One fused RNN call per distinct length gives the packed-sequence result, values and gradients."""
-    import seq2seq.model.encoder as encoder_module
-
-    model = tiny_model(cfg)
-    src_ids, src_lengths = source_batch([4, 2, 4, 3, 1])
-
-    def run(groups: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        monkeypatch.setattr(encoder_module, "MAX_LENGTH_GROUPS", groups)
-        model.zero_grad()
-        enc = model.encode(src_ids, src_lengths)
-        outputs = [enc.states, enc.hidden] + ([] if enc.cell is None else [enc.cell])
-        sum(o.square().sum() for o in outputs).backward()  # type: ignore[union-attr]
-        return [o.detach() for o in outputs], [p.grad.clone() for p in model.encoder.rnn.parameters()]
-
-    by_length, by_length_grads = run(8)
-    packed, packed_grads = run(0)
-    for a, b in zip(by_length + by_length_grads, packed + packed_grads, strict=True):
-        torch.testing.assert_close(a, b)
