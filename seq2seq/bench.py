@@ -315,9 +315,8 @@ def run_bench(
     dev = resolve_device(device)
     if cfg is not None and cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
-    precisions = ["fp32", *(["bf16"] if cfg is None or cfg.train.bf16 else [])]
-    if not native_bf16(dev):
-        precisions = ["fp32"]
+    with_bf16 = native_bf16(dev) and (cfg is None or cfg.train.bf16)
+    precisions = ["fp32", "bf16"] if with_bf16 else ["fp32"]
     log(f"measuring the {' and '.join(precisions)} matmul peak on {dev} ({torch.get_num_threads()} threads)")
     peaks = {name: matmul_peak_gflops(dtype=DTYPES[name], device=dev) for name in precisions}
     if cfg is None:

@@ -74,7 +74,8 @@ class Decoder(nn.Module):
     def step(
         self, prev: torch.Tensor, state: DecoderState, enc: EncoderOutput
     ) -> tuple[torch.Tensor, DecoderState, torch.Tensor]:
-        """prev [B] token ids -> attentional vector [B, H], new state, attention weights [B, S]."""
+        """prev [N] token ids -> attentional vector [N, H], new state, attention weights [N, S] (N = B x G
+        rows against the B sentences of `enc`, see `Attention`)."""
         return self._step(self.emb_dropout(self.embed(prev)), state, enc)
 
     def _step(

@@ -131,7 +131,10 @@ class Seq2Seq(nn.Module):
         return self.bridge(enc)
 
     def decode_step(self, prev: torch.Tensor, state: DecoderState, enc: EncoderOutput) -> StepOutput:
-        """prev [B] -> log-probabilities [B, V] of the next token, new state, attention [B, S]."""
+        """prev [N] -> log-probabilities [N, V] of the next token, new state, attention [N, S].
+
+        N = B, or B x K in beam search (the hypotheses of a sentence in consecutive rows; `enc` keeps B).
+        """
         att, state, weights = self.decoder.step(prev, state, enc)
         logits = self.output(self.decoder.out_dropout(att)).float()
         if torch.is_inference_mode_enabled():  # search: normalise in place, the logits are not needed again
