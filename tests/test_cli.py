@@ -102,6 +102,7 @@ def test_end_to_end(recipe: Path, tmp_path: Path) -> None:
         (["translate", "-m", "{garbage}", "--beam", "0"], "--beam: must be at least 1"),
         (["translate", "-m", "{garbage}", "--format", "xml"], "--format: 'xml' is not one of"),
         (["translate", "-m", "{garbage}", "nothere.txt"], "not a loadable"),
+        (["translate", "-m", "{garbage}", "--bf16", "--quantize", "int8"], "choose one"),
         (["eval", "--ref", "{two}", "--hyp", "{three}"], "has 3 lines but"),
         (["eval", "--ref", "{two}"], "give either --hyp FILE, or --model CKPT"),
         (["eval", "--ref", "nothere.txt", "--hyp", "{two}"], "nothere.txt: file not found"),
