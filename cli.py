@@ -19,7 +19,7 @@ from seq2seq import train as run_train
 from seq2seq.bench import format_table, run_bench
 from seq2seq.checkpoint import average_checkpoints, save_checkpoint
 from seq2seq.evaluate import METRICS, score_corpus
-from seq2seq.runtime import native_bf16, tune_allocator
+from seq2seq.runtime import tune_allocator
 from seq2seq.textio import LineStats, count_lines, iter_lines, read_lines
 from seq2seq.translate import Translation
 
@@ -132,8 +132,8 @@ def train(
 
 def _load_translator(model: Path, device: str, quantize: str, bf16: bool) -> Translator:
     translator = Translator.from_checkpoint(model, device, quantize, bf16)
-    if bf16 and not native_bf16(translator.device):
-        _err(f"warning: {translator.device} has no native bf16 arithmetic: --bf16 will be slower than fp32")
+    if bf16 and not translator.bf16:
+        _err(f"warning: {translator.device} has no native bf16 arithmetic: --bf16 ignored, decoding in fp32")
     return translator
 
 

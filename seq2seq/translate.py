@@ -23,6 +23,7 @@ from seq2seq.config import Config
 from seq2seq.data.batching import FlatSequences, token_batches
 from seq2seq.errors import Seq2SeqError
 from seq2seq.model import Seq2Seq
+from seq2seq.runtime import native_bf16
 from seq2seq.search import Hypothesis, SearchOptions, search
 from seq2seq.textio import single_line
 from seq2seq.tokenizer import EOS, Tokenizer
@@ -123,7 +124,9 @@ class Translator:
         cls, path: str | Path, device: str = "auto", quantize: str = "", bf16: bool = False
     ) -> Translator:
         """Load a checkpoint once; `quantize="int8"` quantizes it for CPU use (see `quantize_int8`);
-        `bf16=True` decodes under bf16 autocast (fast where the hardware has bf16, see `native_bf16`)."""
+        `bf16=True` decodes under bf16 autocast where the hardware has native bf16 (see `native_bf16`);
+        elsewhere it decodes in fp32 (emulated bf16 is slower, and oneDNN has no bf16 LSTM there): check
+        `translator.bf16` for what applies."""
         dev = resolve_device(device)
         if bf16 and quantize:
             raise Seq2SeqError("--bf16 and --quantize are two ways to lower precision: choose one")
@@ -134,7 +137,7 @@ class Translator:
             if dev.type != "cpu":
                 raise Seq2SeqError("--quantize int8 is for CPU translation; add --device cpu")
             model = quantize_int8(model)
-        return cls(model, tokenizer, cfg, dev, bf16)
+        return cls(model, tokenizer, cfg, dev, bf16 and native_bf16(dev))
 
     def options(
         self,

@@ -4,12 +4,13 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 import typer
 import yaml
 from typer.testing import CliRunner
 
-import cli
 from cli import app
+from seq2seq.runtime import native_bf16
 from tests.conftest import TINY
 
 runner = CliRunner()
@@ -169,11 +170,19 @@ def test_translate_options_and_attention_file(checkpoint: Path, tmp_path: Path) 
     assert result.exit_code == 2 and "--penalty" in result.stderr
 
 
-@pytest.mark.parametrize("native", [True, False])
-def test_translate_bf16_warns_where_it_would_be_slow(
+@pytest.mark.parametrize(
+    "native",
+    [
+        pytest.param(
+            True, marks=pytest.mark.skipif(not native_bf16(torch.device("cpu")), reason="no native bf16 CPU")
+        ),
+        False,
+    ],
+)
+def test_translate_bf16_falls_back_to_fp32_without_native_bf16(
     checkpoint: Path, monkeypatch: pytest.MonkeyPatch, native: bool
 ) -> None:
-    monkeypatch.setattr(cli, "native_bf16", lambda device: native)
+    monkeypatch.setattr("seq2seq.translate.native_bf16", lambda device: native)
     result = runner.invoke(
         app, ["translate", "-m", str(checkpoint), "--bf16", "--beam", "2"], input="12\n\n7\n"
     )

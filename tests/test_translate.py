@@ -8,6 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from seq2seq import Seq2SeqError, Translator
+from seq2seq.runtime import native_bf16
 from seq2seq.textio import LineStats, iter_lines
 
 
@@ -80,6 +81,9 @@ def test_int8_quantized_translation(checkpoint: Path) -> None:
     assert len(out) == 3 and out[1] == ""
 
 
+@pytest.mark.skipif(
+    not native_bf16(torch.device("cpu")), reason="this CPU has no native bf16 (AVX512-BF16/AMX)"
+)
 def test_bf16_translation_runs_the_matmuls_in_bf16(checkpoint: Path) -> None:
     fast = Translator.from_checkpoint(checkpoint, device="cpu", bf16=True)
     seen: list[torch.dtype] = []
@@ -90,6 +94,16 @@ def test_bf16_translation_runs_the_matmuls_in_bf16(checkpoint: Path) -> None:
     fast.model.output._forward_hooks.clear()
     hyps = fast.translate_batch(["4721"], fast.options(beam=3, n_best=2))[0].candidates
     assert all(isinstance(c.score, float) and c.score <= 0 for c in hyps)  # scores stay fp32 log-probs
+
+
+def test_bf16_falls_back_to_fp32_without_native_bf16(
+    checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("seq2seq.translate.native_bf16", lambda device: False)
+    asked = Translator.from_checkpoint(checkpoint, device="cpu", bf16=True)
+    plain = Translator.from_checkpoint(checkpoint, device="cpu")
+    assert not asked.bf16
+    assert asked.translate(["12", "", "4721"], beam=3) == plain.translate(["12", "", "4721"], beam=3)
 
 
 @pytest.mark.parametrize(
