@@ -110,6 +110,8 @@ def preprocess(
     with _user_errors(ctx):
         cfg = load_config(recipe, set_ or [])
         out_dir = out or Path("runs") / recipe.stem / "data"
+        if out_dir.exists() and not out_dir.is_dir():
+            raise Seq2SeqError(f"--out {out_dir}: is a file, expected a directory")
         from seq2seq.data import preprocess as run_preprocess  # imports `datasets`: only when needed
         from seq2seq.data import report_table
 
@@ -347,14 +349,15 @@ def evaluate(
             if len(sources) != len(refs):
                 raise Seq2SeqError(f"{src} has {len(sources)} lines but {ref} has {len(refs)}")
             translator = _load_translator(model, device, quantize, bf16)
-            start = time.perf_counter()
-            hyps = translator.translate(sources, beam=beam)
-            _err(
-                f"translated {len(sources)} lines in {time.perf_counter() - start:.1f} s "
-                f"(beam {translator.options(beam=beam).beam})"
-            )
-            if output is not None:
-                with atomic_output(output) as out:
+            with contextlib.ExitStack() as stack:  # an unwritable --output fails before translating
+                out = stack.enter_context(atomic_output(output)) if output is not None else None
+                start = time.perf_counter()
+                hyps = translator.translate(sources, beam=beam)
+                _err(
+                    f"translated {len(sources)} lines in {time.perf_counter() - start:.1f} s "
+                    f"(beam {translator.options(beam=beam).beam})"
+                )
+                if out is not None:
                     out.write("".join(h + "\n" for h in hyps))
             hyp_name = f"translations of {src}"
         else:

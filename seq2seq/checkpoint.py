@@ -89,8 +89,31 @@ def load_model(path: Path, device: str | torch.device = "cpu") -> tuple[Seq2Seq,
         model = build_model(cfg.model, tokenizer.src_vocab_size, tokenizer.tgt_vocab_size)
         model.load_state_dict(payload["model"])
     except (KeyError, RuntimeError) as exc:
-        raise Seq2SeqError(f"{path}: damaged checkpoint ({str(exc).splitlines()[0][:160]})") from None
+        reason = " ".join(str(exc).split())  # torch's state_dict errors span lines; the first says little
+        raise Seq2SeqError(f"{path}: damaged checkpoint ({reason[:200]})") from None
     return model.to(device).eval(), tokenizer, cfg
+
+
+def _check_same_weights(paths: list[Path], payloads: list[dict[str, Any]]) -> None:
+    """Every checkpoint holds tensors of the same names and shapes as the last one."""
+    for path, payload in zip(paths, payloads, strict=True):
+        for name, tensor in payload["model"].items():
+            if not isinstance(tensor, torch.Tensor):
+                raise Seq2SeqError(f"{path}: damaged checkpoint (weight {name!r} is not a tensor)")
+    reference = payloads[-1]["model"]
+    for path, payload in zip(paths, payloads, strict=True):
+        weights = payload["model"]
+        for name in sorted(reference.keys() ^ weights.keys()):
+            raise Seq2SeqError(
+                f"{path} and {paths[-1]} hold different weights ({name!r} is in one only); "
+                "average one run's checkpoints"
+            )
+        for name, tensor in reference.items():
+            if weights[name].shape != tensor.shape:
+                raise Seq2SeqError(
+                    f"{path}: weight {name!r} has shape {tuple(weights[name].shape)}, "
+                    f"{tuple(tensor.shape)} in {paths[-1]}; average one run's checkpoints"
+                )
 
 
 def average_checkpoints(paths: list[Path]) -> dict[str, Any]:
@@ -110,6 +133,7 @@ def average_checkpoints(paths: list[Path]) -> dict[str, Any]:
             raise Seq2SeqError(
                 f"{path}: trained with another config than {paths[-1]}; average one run's checkpoints"
             )
+    _check_same_weights(paths, payloads)
     averaged: dict[str, torch.Tensor] = {}
     for name, tensor in last["model"].items():
         if tensor.is_floating_point():

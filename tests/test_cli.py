@@ -127,6 +127,7 @@ def test_end_to_end(recipe: Path, tmp_path: Path) -> None:
         (["eval", "--ref", "{two}", "--hyp", "{two}", "--metrics", "bleu,rouge"], "unknown metric 'rouge'"),
         (["eval", "--ref", "{two}", "-m", "{garbage}", "--src", "{two}", "-o", "{two}"], "is the input file"),
         (["average", "{garbage}", "-o", "{garbage}"], "--output {garbage}: is the input file"),
+        (["preprocess", "{recipe}", "--out", "{two}"], "--out {two}: is a file, expected a directory"),
         (["preprocess", "{recipe}", "--set", "train.lr=nan"], "error: --set train.lr: must be a finite"),
         (
             ["preprocess", "{recipe}", "--set", "train.clip_norm=.inf"],
@@ -306,3 +307,12 @@ def test_a_full_stdout_is_one_line(checkpoint: Path, tmp_path: Path, command: st
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1] == "error: <stdout>: No space left on device"
     assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr
+
+
+def test_an_unwritable_eval_output_fails_before_translating(checkpoint: Path, tmp_path: Path) -> None:
+    text, out = tmp_path / "two.txt", tmp_path / "missing" / "out.txt"
+    text.write_text("21\n7\n", encoding="utf-8")
+    args = ["eval", "-m", str(checkpoint), "--src", str(text), "--ref", str(text), "-o", str(out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert result.stderr.strip() == f"error: {out}: No such file or directory"  # no "translated ..." line
