@@ -79,7 +79,11 @@ def _user_errors(ctx: typer.Context) -> Iterator[None]:
     except OSError as exc:
         if debug:
             raise
-        _err(f"error: {os_error_line(exc, '<unnamed file>')}")
+        _err(
+            f"error: {exc.filename}: {exc.strerror or exc}"
+            if exc.filename
+            else f"error: {exc.strerror or exc}"
+        )
         raise typer.Exit(2) from None
 
 
@@ -263,7 +267,8 @@ def translate(
             if number is not None and number < 0:
                 raise Seq2SeqError(f"{name}: must not be negative, got {number}")
         _check_finite(length_penalty=length_penalty, max_len_a=max_len_a)
-        refuse_overwriting_inputs([("--output", output), ("--attention", attention)], [input_, model])
+        stdin = Path("/dev/stdin") if input_ is None or str(input_) == "-" else None  # `-o x < x`
+        refuse_overwriting_inputs([("--output", output), ("--attention", attention)], [input_, stdin, model])
         translator = _load_translator(model, device, quantize, bf16)
         opts = translator.options(
             beam=beam, n_best=n_best, length_penalty=length_penalty, max_len_a=max_len_a, max_len_b=max_len_b,

@@ -87,9 +87,14 @@ def atomic_output(path: Path, binary: bool = False) -> Iterator[NamedWriter]:
     old contents, if it had any. OS errors become `Seq2SeqError`s naming `path`, never the temporary file.
     """
     path = Path(path)
+    if path.exists() and not path.is_file():  # /dev/stdout, /dev/null, a FIFO: write it in place
+        with _direct_output(path, binary) as writer:
+            yield writer
+        return
+    real = Path(os.path.realpath(path)) if path.is_file() else path  # a symlink stays a link
     try:
-        mode = path.stat().st_mode & 0o7777 if path.is_file() else _default_mode()
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        mode = real.stat().st_mode & 0o7777 if real.is_file() else _default_mode()
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{real.name}.", suffix=".tmp", dir=real.parent)
     except OSError as exc:
         raise Seq2SeqError(f"{path}: {exc.strerror or exc}") from None
     tmp = Path(tmp_name)
@@ -101,7 +106,7 @@ def atomic_output(path: Path, binary: bool = False) -> Iterator[NamedWriter]:
             os.fsync(stream.fileno())
             stream.close()
             os.chmod(tmp, mode)
-            os.replace(tmp, path)
+            os.replace(tmp, real)
         except OSError as exc:
             raise Seq2SeqError(f"{path}: {exc.strerror or exc}") from None
     except BaseException:
@@ -109,3 +114,20 @@ def atomic_output(path: Path, binary: bool = False) -> Iterator[NamedWriter]:
             stream.close()  # closes the descriptor even when the final flush fails
         tmp.unlink(missing_ok=True)
         raise
+
+
+@contextlib.contextmanager
+def _direct_output(path: Path, binary: bool) -> Iterator[NamedWriter]:
+    try:
+        stream = open(path, "wb") if binary else open(path, "w", encoding="utf-8", newline="")  # noqa: SIM115
+    except OSError as exc:
+        raise Seq2SeqError(f"{path}: {exc.strerror or exc}") from None
+    try:
+        yield NamedWriter(stream, str(path))
+        try:
+            stream.close()
+        except OSError as exc:
+            raise Seq2SeqError(f"{path}: {exc.strerror or exc}") from None
+    finally:
+        with contextlib.suppress(OSError):
+            stream.close()

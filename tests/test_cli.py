@@ -316,3 +316,30 @@ def test_an_unwritable_eval_output_fails_before_translating(checkpoint: Path, tm
     result = runner.invoke(app, args)
     assert result.exit_code == 2
     assert result.stderr.strip() == f"error: {out}: No such file or directory"  # no "translated ..." line
+
+
+@pytest.mark.parametrize("case", ["output is stdin", "output is /dev/stdout"])
+def test_special_outputs(checkpoint: Path, tmp_path: Path, case: str) -> None:
+    text = tmp_path / "in.txt"
+    text.write_text("21\n7\n", encoding="utf-8")
+    output = str(text) if case == "output is stdin" else "/dev/stdout"
+    with open(text, "rb") as stdin:
+        done = subprocess.run(
+            [sys.executable, "-m", "cli", "translate", "-m", str(checkpoint), "--beam", "1", "-o", output],
+            cwd=Path(__file__).resolve().parents[1],
+            stdin=stdin,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    assert text.read_text(encoding="utf-8") == "21\n7\n"
+    if case == "output is stdin":
+        assert done.returncode == 2
+        assert (
+            done.stderr.strip()
+            == f"error: --output {text}: is the input file /dev/stdin; write the output to another file"
+        )
+    else:  # a device is written in place, never replaced by a renamed file
+        assert (
+            done.returncode == 0 and len(done.stdout.splitlines()) == 2 and Path("/dev/stdout").is_symlink()
+        )

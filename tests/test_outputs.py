@@ -55,6 +55,18 @@ def test_success_renames_into_place_with_normal_permissions(tmp_path: Path) -> N
     assert path.stat().st_mode & 0o777 == 0o666 & ~umask
 
 
+def test_a_symlink_stays_a_link_and_a_device_stays_a_device(tmp_path: Path) -> None:
+    target, link = tmp_path / "target.txt", tmp_path / "link.txt"
+    target.write_text("old\n")
+    link.symlink_to(target)
+    with atomic_output(link) as out:
+        out.write("new\n")
+    assert link.is_symlink() and target.read_text() == "new\n" and leftovers(tmp_path) == []
+    with atomic_output(Path(os.devnull)) as out:  # e.g. --output /dev/stdout: written in place, never renamed
+        out.write("x\n")
+    assert Path(os.devnull).is_char_device()
+
+
 @pytest.mark.parametrize("failure", ["exception", "interrupt", "full disk"])
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failure: str
