@@ -450,6 +450,7 @@ def serve(
     batch_tokens: Annotated[int, typer.Option(help="Source tokens x beam merged into one search.")] = 12000,
     max_wait_ms: Annotated[float, typer.Option(help="Wait for more requests to join a batch.")] = 5.0,
     request_timeout: Annotated[float, typer.Option(help="Seconds before a request gets 504.")] = 30.0,
+    body_timeout: Annotated[float, typer.Option(help="Seconds to receive a body before 408.")] = 10.0,
     access_log: Annotated[bool, typer.Option(help="JSON-lines access log on stderr.")] = True,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     quantize: Annotated[str, typer.Option(help="int8: dynamic int8 quantization for CPU (faster).")] = "",
@@ -466,7 +467,7 @@ def serve(
         opts = ServeOptions(
             max_body_bytes=max_body_bytes, max_lines=max_lines, max_line_chars=max_line_chars,
             max_beam=max_beam, max_queue=max_queue, batch_tokens=batch_tokens, max_wait_ms=max_wait_ms,
-            request_timeout_s=request_timeout, api_key=api_key,
+            request_timeout_s=request_timeout, body_timeout_s=body_timeout, api_key=api_key,
         )  # fmt: skip
         translators = load_translators(parse_model_specs(model), device, quantize, bf16)
         if bf16 and not any(t.bf16 for t in translators.values()):

@@ -28,6 +28,14 @@ SEARCH_FIELDS: dict[str, tuple[type, ...]] = {
 }
 """Search settings a request may give, with the JSON types each accepts (booleans are not numbers)."""
 
+SEARCH_MAXIMA: dict[str, float] = {
+    "length_penalty": 10.0,
+    "max_len_a": 10.0,
+    "max_len_b": 1024,
+    "min_len": 1024,
+}
+"""Upper bounds that keep one request from holding a worker for long (beam and n_best: `max_beam`)."""
+
 
 @dataclass(frozen=True)
 class TranslateRequest:
@@ -126,8 +134,13 @@ def search_settings(obj: dict[str, Any], opts: ServeOptions) -> dict[str, Any]:
         value = obj[name]
         if not _is(value, types):
             raise HTTPError(400, f"{name}: expected {_type_names(types)}, got {_json_type(value)}")
-        if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
-            raise HTTPError(422, f"{name}: must not be negative, got {value}")
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            if value < 0:
+                raise HTTPError(422, f"{name}: must not be negative, got {value}")
+            if name in SEARCH_MAXIMA and value > SEARCH_MAXIMA[name]:
+                raise HTTPError(
+                    422, f"{name}: {value} is more than the server allows ({SEARCH_MAXIMA[name]:g})"
+                )
         settings["block_unk" if name == "no_unk" else name] = value
     for name in ("beam", "n_best"):
         if settings.get(name, 1) < 1:
