@@ -22,8 +22,8 @@ def test_page_translates_and_draws_the_heatmap(checkpoint: Path, tmp_path: Path)
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
+    from seq2seq.serve.process import running_server
     from seq2seq.translate import Translator
-    from tests.serve_process import running_server
 
     expected = Translator.from_checkpoint(checkpoint, device="cpu").translate(["4721"], beam=3)[0]
     options = webdriver.ChromeOptions()

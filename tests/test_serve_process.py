@@ -17,7 +17,7 @@ import pytest
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("uvicorn")
 
-from tests.serve_process import running_server  # noqa: E402
+from seq2seq.serve.process import running_server  # noqa: E402
 
 
 def test_serves_and_sigterm_finishes_the_request_in_flight(checkpoint: Path, tmp_path: Path) -> None:

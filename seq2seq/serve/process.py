@@ -1,5 +1,5 @@
-"""Starting `seq2seq serve` as a real process on a free loopback port (shared by the process tests and the
-load benchmark)."""
+"""`seq2seq serve` as a child process on a free loopback port, yielded once ready (for tests, benchmarks and
+anyone embedding the server in a larger program)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.error import URLError
+from urllib.request import urlopen
 
-import httpx
+from seq2seq.errors import Seq2SeqError
 
 
 def free_port() -> int:
@@ -31,6 +33,7 @@ class Server:
     log: Path
 
     def rss_kib(self) -> int:
+        """Resident memory of the server process (Linux /proc)."""
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
@@ -57,14 +60,15 @@ def running_server(
         end = time.monotonic() + start_s
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"seq2seq serve exited {process.returncode}: {log.read_text()[-2000:]}")
+                raise Seq2SeqError(f"seq2seq serve exited {process.returncode}: {log.read_text()[-2000:]}")
             try:
-                if httpx.get(f"{server.url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
+                with urlopen(f"{server.url}/health", timeout=2) as res:
+                    if res.status == 200:
+                        break
+            except (URLError, OSError):  # not listening yet, or 503 while loading
                 pass
             if time.monotonic() > end:
-                raise RuntimeError(f"seq2seq serve not ready after {start_s} s: {log.read_text()[-2000:]}")
+                raise Seq2SeqError(f"seq2seq serve not ready after {start_s} s: {log.read_text()[-2000:]}")
             time.sleep(0.1)
         yield server
     finally:
