@@ -299,3 +299,21 @@ def test_http_error_body() -> None:
     assert HTTPError(413, "too big", "max_body_bytes").body() == {
         "error": {"code": 413, "message": "too big", "limit": "max_body_bytes"}
     }
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--model", "nope.pt"], "checkpoint nope.pt not found"),
+        (["--model", "a b=nope.pt"], "model name"),
+        (["--model", "x.pt", "--max-lines", "0"], "--max-lines: must be positive"),
+    ],
+)
+def test_cli_serve_errors_are_one_line(args: list[str], says: str) -> None:
+    from typer.testing import CliRunner
+
+    from cli import app
+
+    result = CliRunner().invoke(app, ["serve", *args])
+    assert result.exit_code == 2
+    assert says in result.output and "Traceback" not in result.output
