@@ -465,6 +465,56 @@ def bench(
             _err(f"figures written to {json_out}")
 
 
+@app.command()
+def serve(
+    ctx: typer.Context,
+    model: Annotated[
+        list[str],
+        typer.Option("--model", "-m", help="CKPT or NAME=CKPT (repeatable; the first is the default)."),
+    ],
+    host: Annotated[str, typer.Option(help="Address to bind (loopback by default).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    api_key: Annotated[
+        str,
+        typer.Option(envvar="SEQ2SEQ_API_KEY", help="Require Authorization: Bearer KEY (all but /health)."),
+    ] = "",
+    max_body_bytes: Annotated[int, typer.Option(help="Largest request body (413).")] = 1 << 20,
+    max_lines: Annotated[int, typer.Option(help="Lines per request (422).")] = 256,
+    max_line_chars: Annotated[int, typer.Option(help="Characters per line (422).")] = 2000,
+    max_beam: Annotated[int, typer.Option(help="Largest beam a request may ask for (422).")] = 16,
+    max_queue: Annotated[int, typer.Option(help="Requests waiting per model (503 when full).")] = 256,
+    batch_tokens: Annotated[int, typer.Option(help="Source tokens x beam merged into one search.")] = 12000,
+    max_wait_ms: Annotated[float, typer.Option(help="Wait for more requests to join a batch.")] = 5.0,
+    request_timeout: Annotated[float, typer.Option(help="Seconds before a request gets 504.")] = 30.0,
+    body_timeout: Annotated[float, typer.Option(help="Seconds to receive a body before 408.")] = 10.0,
+    access_log: Annotated[bool, typer.Option(help="JSON-lines access log on stderr.")] = True,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    quantize: Annotated[str, typer.Option(help="int8: dynamic int8 quantization for CPU (faster).")] = "",
+    bf16: Annotated[bool, typer.Option("--bf16", help=BF16_HELP)] = False,
+) -> None:
+    """Serve translations over HTTP with dynamic batching (POST /v1/translate, GET / for a page)."""
+    with _user_errors(ctx):
+        try:
+            from seq2seq.serve import ServeOptions, load_translators, parse_model_specs, run_server
+        except ImportError as exc:
+            raise Seq2SeqError(
+                f"serve needs the serve extra ({exc.name} missing): pip install 'seq2seq[serve]'"
+            ) from None
+        opts = ServeOptions(
+            max_body_bytes=max_body_bytes, max_lines=max_lines, max_line_chars=max_line_chars,
+            max_beam=max_beam, max_queue=max_queue, batch_tokens=batch_tokens, max_wait_ms=max_wait_ms,
+            request_timeout_s=request_timeout, body_timeout_s=body_timeout, api_key=api_key,
+        )  # fmt: skip
+        translators = load_translators(parse_model_specs(model), device, quantize, bf16)
+        if bf16 and not any(t.bf16 for t in translators.values()):
+            _err("warning: no native bf16 arithmetic here: --bf16 ignored, decoding in fp32")
+        if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
+            _err(f"warning: listening on {host} without --api-key: anyone who can reach it can use it")
+        _err(f"serving {', '.join(translators)} on http://{host}:{port} (SIGTERM or Ctrl-C to stop)")
+        run_server(translators, host, port, opts, sys.stderr if access_log else None)
+        _err("stopped")
+
+
 def main() -> None:
     try:
         app()
