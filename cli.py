@@ -494,6 +494,7 @@ def serve(
 ) -> None:
     """Serve translations over HTTP with dynamic batching (POST /v1/translate, GET / for a page)."""
     with _user_errors(ctx):
+        _check_finite(max_wait_ms=max_wait_ms, request_timeout=request_timeout, body_timeout=body_timeout)
         try:
             from seq2seq.serve import ServeOptions, load_translators, parse_model_specs, run_server
         except ImportError as exc:

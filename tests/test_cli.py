@@ -127,6 +127,8 @@ def test_end_to_end(recipe: Path, tmp_path: Path) -> None:
         (["eval", "--ref", "{two}", "--hyp", "{two}", "--metrics", "bleu,rouge"], "unknown metric 'rouge'"),
         (["eval", "--ref", "{two}", "-m", "{garbage}", "--src", "{two}", "-o", "{two}"], "is the input file"),
         (["average", "{garbage}", "-o", "{garbage}"], "--output {garbage}: is the input file"),
+        (["serve", "-m", "{garbage}", "--max-wait-ms", "nan"], "--max-wait-ms: must be a finite number"),
+        (["serve", "-m", "{garbage}", "--request-timeout", "inf"], "--request-timeout: must be a finite"),
         (["preprocess", "{recipe}", "--out", "{two}"], "--out {two}: is a file, expected a directory"),
         (["preprocess", "{recipe}", "--set", "train.lr=nan"], "error: --set train.lr: must be a finite"),
         (
