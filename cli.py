@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -18,7 +20,8 @@ from seq2seq import Seq2SeqError, Translator, load_config
 from seq2seq import train as run_train
 from seq2seq.bench import format_table, run_bench
 from seq2seq.checkpoint import average_checkpoints, save_checkpoint
-from seq2seq.evaluate import METRICS, score_corpus
+from seq2seq.evaluate import METRICS, parse_metrics, require_lines, score_corpus
+from seq2seq.outputs import NamedWriter, atomic_output, os_error_line, refuse_overwriting_inputs
 from seq2seq.runtime import tune_allocator
 from seq2seq.textio import LineStats, count_lines, iter_lines, read_lines
 from seq2seq.translate import Translation
@@ -42,6 +45,21 @@ def _err(line: str) -> None:
     typer.echo(line, err=True)
 
 
+def _print(text: str) -> None:
+    """A result on stdout; a failed write (a full disk, a closed pipe) is a one-line error naming it."""
+    try:
+        typer.echo(text)
+    except OSError as exc:
+        raise Seq2SeqError(os_error_line(exc, "<stdout>")) from None
+
+
+def _check_finite(**options: float | None) -> None:
+    """NaN or infinity for a float option is an error naming it (`length_penalty` -> `--length-penalty`)."""
+    for name, value in options.items():
+        if value is not None and not math.isfinite(value):
+            raise Seq2SeqError(f"--{name.replace('_', '-')}: must be a finite number, got {value}")
+
+
 @contextlib.contextmanager
 def _user_errors(ctx: typer.Context) -> Iterator[None]:
     """One line and a non-zero exit for the user's mistakes; a traceback only with --debug."""
@@ -61,7 +79,7 @@ def _user_errors(ctx: typer.Context) -> Iterator[None]:
     except OSError as exc:
         if debug:
             raise
-        _err(f"error: {exc.filename or ''}: {exc.strerror or exc}")
+        _err(f"error: {os_error_line(exc, '<unnamed file>')}")
         raise typer.Exit(2) from None
 
 
@@ -97,13 +115,13 @@ def preprocess(
 
         result = run_preprocess(cfg, out_dir, log=_err, force=force)
         if not result.cached:
-            typer.echo(report_table(result.manifest))
+            _print(report_table(result.manifest))
             vocab = result.manifest["vocab"]
-            typer.echo(
+            _print(
                 f"vocabulary: source {vocab['src']}, target {vocab['tgt']}; "
                 f"{result.manifest['seconds']:.1f} s"
             )
-        typer.echo(f"preprocessed data: {out_dir}")
+        _print(f"preprocessed data: {out_dir}")
 
 
 @app.command()
@@ -140,6 +158,8 @@ def _load_translator(model: Path, device: str, quantize: str, bf16: bool) -> Tra
 def _open_input(path: Path | None) -> tuple[IO[bytes], str]:
     if path is None or str(path) == "-":
         return sys.stdin.buffer, "<stdin>"
+    if path.is_dir():
+        raise Seq2SeqError(f"{path}: is a directory, expected a text file (one sentence per line)")
     if not path.is_file():
         raise Seq2SeqError(f"{path}: input file not found")
     return open(path, "rb"), str(path)
@@ -240,6 +260,8 @@ def translate(
         for name, number in (("--min-len", min_len), ("--max-len-a", max_len_a), ("--max-len-b", max_len_b)):
             if number is not None and number < 0:
                 raise Seq2SeqError(f"{name}: must not be negative, got {number}")
+        _check_finite(length_penalty=length_penalty, max_len_a=max_len_a)
+        refuse_overwriting_inputs([("--output", output), ("--attention", attention)], [input_, model])
         translator = _load_translator(model, device, quantize, bf16)
         opts = translator.options(
             beam=beam, n_best=n_best, length_penalty=length_penalty, max_len_a=max_len_a, max_len_b=max_len_b,
@@ -252,8 +274,9 @@ def translate(
             stream, name = _open_input(input_)
             if stream is not sys.stdin.buffer:
                 stack.enter_context(stream)
-            sink = stack.enter_context(open(output, "w", encoding="utf-8")) if output else sys.stdout
-            align = stack.enter_context(open(attention, "w", encoding="utf-8")) if attention else None
+            stdout = NamedWriter(sys.stdout, "<stdout>")
+            sink = stack.enter_context(atomic_output(output)) if output else stdout
+            align = stack.enter_context(atomic_output(attention)) if attention else None
             interactive = stream is sys.stdin.buffer and sys.stdin.isatty()
             show_bar = console.is_terminal and stream is not sys.stdin.buffer and output is not None
             bar = stack.enter_context(Progress(console=console, disable=not show_bar, transient=True))
@@ -313,8 +336,10 @@ def evaluate(
             raise Seq2SeqError(f"--format: {fmt!r} is not one of 'table', 'json'")
         if (hyp is None) == (model is None):
             raise Seq2SeqError("give either --hyp FILE, or --model CKPT with --src FILE")
-        names = [m.strip() for m in metrics.split(",") if m.strip()]
+        names = parse_metrics(metrics)
+        refuse_overwriting_inputs([("--output", output)], [ref, hyp, src, model])
         refs = read_lines(ref)
+        require_lines(refs, str(ref))
         if model is not None:
             if src is None:
                 raise Seq2SeqError("--model needs --src FILE (the source side of --ref)")
@@ -329,7 +354,8 @@ def evaluate(
                 f"(beam {translator.options(beam=beam).beam})"
             )
             if output is not None:
-                output.write_text("".join(h + "\n" for h in hyps), encoding="utf-8")
+                with atomic_output(output) as out:
+                    out.write("".join(h + "\n" for h in hyps))
             hyp_name = f"translations of {src}"
         else:
             assert hyp is not None
@@ -338,10 +364,9 @@ def evaluate(
             hyps, refs, names, lowercase=lowercase, tokenize=tokenize, names=(hyp_name, str(ref))
         )
         if fmt == "json":
-            typer.echo(json.dumps([s.as_dict() for s in scores], indent=2))
+            _print(json.dumps([s.as_dict() for s in scores], indent=2))
         else:
-            for s in scores:
-                typer.echo(f"{s.text}\n    signature: {s.signature}")
+            _print("\n".join(f"{s.text}\n    signature: {s.signature}" for s in scores))
 
 
 @app.command()
@@ -358,8 +383,9 @@ def average(
     with _user_errors(ctx):
         if str(output) in ("", "."):
             raise Seq2SeqError("--output: give the file to write the averaged model to")
+        refuse_overwriting_inputs([("--output", output)], checkpoints)
         save_checkpoint(output, average_checkpoints(checkpoints))
-        typer.echo(f"averaged {len(checkpoints)} checkpoints: {output}")
+        _print(f"averaged {len(checkpoints)} checkpoints: {output}")
 
 
 @app.command()
@@ -419,13 +445,15 @@ def bench(
                 ref = ref or Path(f"{cfg.data.test}.{cfg.data.tgt_lang}")
         if model is not None and src is None:
             raise Seq2SeqError("--model needs --src FILE (sentences to decode)")
+        refuse_overwriting_inputs([("--json", json_out)], [recipe, model, src, ref])
         result = run_bench(cfg, data, model, src, ref, warmup=warmup, steps=steps, batch_tokens=batch_tokens,
                            device=device, log=_err)  # fmt: skip
         if model is None:
             _err("no checkpoint given: decoding not measured (pass --model CKPT --src FILE)")
-        typer.echo(format_table(result))
+        _print(format_table(result))
         if json_out is not None:
-            json_out.write_text(result.to_json() + "\n", encoding="utf-8")
+            with atomic_output(json_out) as out:
+                out.write(result.to_json() + "\n")
             _err(f"figures written to {json_out}")
 
 
@@ -480,7 +508,20 @@ def serve(
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    finally:
+        _drop_unwritable_stdout()
+
+
+def _drop_unwritable_stdout() -> None:
+    """After stdout failed (a full disk, a closed pipe) the error was reported: send the unwritten rest to
+    /dev/null so Python's own flush at exit adds no second message."""
+    try:
+        sys.stdout.flush()
+    except OSError:
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 if __name__ == "__main__":
