@@ -317,3 +317,12 @@ def test_cli_serve_errors_are_one_line(args: list[str], says: str) -> None:
     result = CliRunner().invoke(app, ["serve", *args])
     assert result.exit_code == 2
     assert says in result.output and "Traceback" not in result.output
+
+
+def test_not_ready_before_warm_up(translator: Translator) -> None:
+    """Without the lifespan (no worker, no warm-up) /health is 503 and translations are refused, not hung."""
+    c = TestClient(create_app({"tiny": translator}))
+    health = c.get("/health")
+    assert health.status_code == 503 and health.json() == {"status": "loading"}
+    assert c.post("/v1/translate", json={"text": "1"}).status_code == 503
+    assert "seq2seq_ready 0" in c.get("/metrics").text
