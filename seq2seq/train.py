@@ -548,9 +548,9 @@ def _train(
         say(f"interrupted ({stop.requested}) at update {state.step}; saved {files.last}. Resume with the "
             f"same command (seq2seq train ... --out {files.dir})")  # fmt: skip
     best = files.best if files.best.exists() else files.last
-    best_score = state.best_score if state.best_score is not None else float("nan")
+    scored = f"best valid {t.valid_metric} {state.best_score:.2f} at update {state.best_step}: {best}"
     say(f"done: {state.step} updates in {state.wall_seconds / 60:.1f} min ({state.stop_reason}); "
-        f"best valid {t.valid_metric} {best_score:.2f} at update {state.best_step}: {best}")  # fmt: skip
+        f"{scored if state.best_score is not None else 'no validation yet'}")  # fmt: skip
     return TrainResult(
         files.dir, best, files.last, state.best_score, t.valid_metric, state.step, state.stop_reason
     )
