@@ -65,6 +65,7 @@ class Checkpoint:
     def load(cls, path: Path) -> Checkpoint:
         """A checkpoint of a run; one-line error naming the file when it lacks a part."""
         payload = load_checkpoint(path)
+        check_model_entries(path, payload)
         try:
             return cls(
                 config=payload["config"],
@@ -178,12 +179,24 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return payload
 
 
+def check_model_entries(path: Path, payload: dict[str, Any]) -> None:
+    """The entries a model needs (`config`, `tokenizer`, `model`) are there and are mappings."""
+    for entry in ("config", "tokenizer", "model"):
+        if not isinstance(payload.get(entry), dict):
+            found = "missing" if entry not in payload else f"{type(payload[entry]).__name__}, not a mapping"
+            raise Seq2SeqError(
+                f"{path}: not a loadable seq2seq checkpoint (its '{entry}' entry is {found}); "
+                "pass a .pt file from a run's checkpoints/ directory"
+            )
+
+
 def load_model(path: Path, device: str | torch.device = "cpu") -> tuple[Seq2Seq, Tokenizer, Config]:
     """Model (in eval mode, on `device`), tokenizer and config from a checkpoint."""
     payload = load_checkpoint(path)
+    check_model_entries(path, payload)
     try:
         cfg = config_from_dict(payload["config"], f"{path} (config)")
-        tokenizer = Tokenizer.from_state(payload["tokenizer"])
+        tokenizer = Tokenizer.from_state(payload["tokenizer"], f"{path} (tokenizer)")
         model = build_model(cfg.model, tokenizer.src_vocab_size, tokenizer.tgt_vocab_size)
         model.load_state_dict(payload["model"])
     except (KeyError, RuntimeError) as exc:
@@ -200,6 +213,8 @@ def average_checkpoints(paths: list[Path]) -> dict[str, Any]:
     if not paths:
         raise Seq2SeqError("average: give at least one checkpoint")
     payloads = [load_checkpoint(p) for p in paths]
+    for path, payload in zip(paths, payloads, strict=True):
+        check_model_entries(path, payload)
     last = payloads[-1]
     for path, payload in zip(paths, payloads, strict=True):
         if payload.get("config") != last.get("config"):

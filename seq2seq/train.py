@@ -548,9 +548,10 @@ def _train(
         say(f"interrupted ({stop.requested}) at update {state.step}; saved {files.last}. Resume with the "
             f"same command (seq2seq train ... --out {files.dir})")  # fmt: skip
     best = files.best if files.best.exists() else files.last
-    scored = f"best valid {t.valid_metric} {state.best_score:.2f} at update {state.best_step}: {best}"
-    say(f"done: {state.step} updates in {state.wall_seconds / 60:.1f} min ({state.stop_reason}); "
-        f"{scored if state.best_score is not None else 'no validation yet'}")  # fmt: skip
+    scored = "no validation yet"
+    if state.best_score is not None:
+        scored = f"best valid {t.valid_metric} {state.best_score:.2f} at update {state.best_step}: {best}"
+    say(f"done: {state.step} updates in {state.wall_seconds / 60:.1f} min ({state.stop_reason}); {scored}")
     return TrainResult(
         files.dir, best, files.last, state.best_score, t.valid_metric, state.step, state.stop_reason
     )
