@@ -6,6 +6,7 @@ import contextlib
 import json
 import math
 import os
+import shlex
 import sys
 import time
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from seq2seq.evaluate import METRICS, parse_metrics, require_lines, score_corpus
 from seq2seq.outputs import NamedWriter, atomic_output, os_error_line, refuse_overwriting_inputs
 from seq2seq.runtime import tune_allocator
 from seq2seq.textio import LineStats, count_lines, iter_lines, read_lines
+from seq2seq.train import EXIT_INTERRUPTED
 from seq2seq.translate import Translation
 
 app = typer.Typer(
@@ -146,12 +148,21 @@ def train(
     restart: Annotated[bool, typer.Option(help="Start over in an existing run directory.")] = False,
     progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
 ) -> None:
-    """Train an attentional encoder-decoder; resumes when OUT already holds a run."""
+    """Train an attentional encoder-decoder; resumes when OUT already holds a run.
+
+    Exit status: 0 finished; 75 stopped by SIGTERM, SIGUSR1 or Ctrl-C after saving checkpoints/last.pt
+    (run the printed command to resume); 2 an error (one line); 130 a second Ctrl-C.
+    """
     with _user_errors(ctx):
         cfg = load_config(recipe, set_ or [])
         run_dir = out or Path("runs") / recipe.stem
         result = run_train(cfg, run_dir, data, restart=restart, log=_err, show_progress=progress)
-        typer.echo(f"best model: {result.best_checkpoint}")
+    if result.interrupted:
+        resume = ["seq2seq", "train", str(recipe), "--out", str(run_dir)]
+        resume += [*(["--data", str(data)] if data else []), *(f"--set={s}" for s in set_ or [])]
+        _err(f"interrupted, resumable: {shlex.join(resume)}")
+        raise typer.Exit(EXIT_INTERRUPTED)
+    typer.echo(f"best model: {result.best_checkpoint}")
 
 
 def _load_translator(model: Path, device: str, quantize: str, bf16: bool) -> Translator:

@@ -197,6 +197,9 @@ class TrainConfig:
     """Stop after this many validations without improvement; 0 = never."""
     keep_best: int = 1
     keep_last: int = 1
+    save_every_minutes: float = 5.0
+    """Write checkpoints/last.pt at least this often (it is also written at every validation); 0 = only
+    at validations and at the end. A kill loses at most this much training."""
     log_every: int = 100
     threads: int = 0
     """torch CPU threads; 0 = torch's default."""
