@@ -21,6 +21,7 @@ from seq2seq import Seq2SeqError, Translator, load_config
 from seq2seq import train as run_train
 from seq2seq.bench import format_table, run_bench
 from seq2seq.checkpoint import average_checkpoints, save_checkpoint
+from seq2seq.distributed import is_main_process
 from seq2seq.evaluate import METRICS, parse_metrics, require_lines, score_corpus
 from seq2seq.outputs import NamedWriter, atomic_output, os_error_line, refuse_overwriting_inputs
 from seq2seq.runtime import tune_allocator
@@ -160,9 +161,11 @@ def train(
     if result.interrupted:
         resume = ["seq2seq", "train", str(recipe), "--out", str(run_dir)]
         resume += [*(["--data", str(data)] if data else []), *(f"--set={s}" for s in set_ or [])]
-        _err(f"interrupted, resumable: {shlex.join(resume)}")
+        if is_main_process():
+            _err(f"interrupted, resumable: {shlex.join(resume)}")
         raise typer.Exit(EXIT_INTERRUPTED)
-    typer.echo(f"best model: {result.best_checkpoint}")
+    if is_main_process():
+        typer.echo(f"best model: {result.best_checkpoint}")
 
 
 def _load_translator(model: Path, device: str, quantize: str, bf16: bool) -> Translator:

@@ -14,6 +14,7 @@ the current update, save and stop with `stop_reason == "interrupted"` (the CLI e
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -32,6 +33,7 @@ import yaml
 from seq2seq.checkpoint import Checkpoint, remove_stale_temporaries, rotate_checkpoints, save_checkpoint
 from seq2seq.config import Config
 from seq2seq.data import ParallelCorpus
+from seq2seq.distributed import Distributed
 from seq2seq.errors import Seq2SeqError
 from seq2seq.evaluate import bleu
 from seq2seq.model import Seq2Seq, build_model, count_parameters
@@ -225,17 +227,19 @@ class DataPosition:
     """The one owner of where training is in the data (`state.epoch`, `state.batch_in_epoch`): hands
     out groups of `accum_steps` length-bucketed batches, epoch after epoch, from that position on."""
 
-    def __init__(self, corpus: ParallelCorpus, cfg: Config, state: TrainState) -> None:
+    def __init__(
+        self, corpus: ParallelCorpus, cfg: Config, state: TrainState, dist: Distributed | None = None
+    ) -> None:
         self.corpus, self.cfg, self.state = corpus, cfg, state
+        self.dist = dist or Distributed()
         self._epoch: tuple[int, list[np.ndarray]] = (-1, [])
 
     def batches(self, epoch: int) -> list[np.ndarray]:
-        """The batches (arrays of example indices) of `epoch`; the same for a given seed and epoch."""
+        """This rank's batches (arrays of example indices) of `epoch`; the same for a given seed, epoch
+        and world size (see `seq2seq.distributed` for how ranks share them)."""
         if self._epoch[0] != epoch:
-            self._epoch = (
-                epoch,
-                self.corpus.batches(self.cfg.train.batch_tokens, self.cfg.train.seed, epoch),
-            )
+            budget = self.dist.batch_tokens(self.cfg.train.batch_tokens)
+            self._epoch = (epoch, self.dist.shard(self.corpus.batches(budget, self.cfg.train.seed, epoch)))
         return self._epoch[1]
 
     @property
@@ -266,8 +270,9 @@ class Run:
     scheduler: Any
     tokenizer_state: dict[str, Any]
     state: TrainState
+    dist: Distributed = field(default_factory=Distributed)
 
-    def checkpoint(self, resumable: bool) -> Checkpoint:
+    def checkpoint(self, resumable: bool, rng: dict[str, Any] | None = None) -> Checkpoint:
         self.state.metrics_bytes = self.files.metrics_bytes()
         common = Checkpoint(
             config=self.cfg.to_dict(),
@@ -281,12 +286,19 @@ class Run:
             common,
             optimizer=self.optimizer.state_dict(),
             scheduler=self.scheduler.state_dict(),
-            rng=_rng_state(),
+            rng=rng or _rng_state(),
         )
 
     def save_last(self) -> None:
-        """last.pt: call between updates only (the RNG state saved is that of the next update)."""
-        save_checkpoint(self.files.last, self.checkpoint(resumable=True))
+        """last.pt: call between updates only (the RNG state saved is that of the next update). Under
+        torchrun every rank calls it: rank 0 writes every rank's RNG state into the one file."""
+        ranks = self.dist.gather(_rng_state())
+        if not self.dist.is_main:
+            return
+        rng = ranks[0]
+        if self.dist.active:
+            rng = {**ranks[0], "world_size": self.dist.world_size, "ranks": ranks}
+        save_checkpoint(self.files.last, self.checkpoint(resumable=True, rng=rng))
 
 
 def _stop_rule(run: Run, data: DataPosition, stop: StopSignals) -> str:
@@ -341,8 +353,11 @@ def _keep_checkpoints(run: Run, score: float, better: bool) -> None:
         save_checkpoint(run.files.best, run.checkpoint(resumable=False))
 
 
-def _validate_and_save(run: Run, prepared: Prepared, valid: ParallelCorpus, progress: TrainProgress) -> bool:
-    """Validate, write the checkpoints, then the record, then last.pt; True when patience runs out.
+def _validate_and_save(
+    run: Run, prepared: Prepared, valid: ParallelCorpus, progress: TrainProgress
+) -> tuple[bool, float]:
+    """Validate, write the checkpoints, then the record (the caller then writes last.pt); returns
+    (patience ran out, the score).
 
     A checkpoint that cannot be written is an error before the record is written; a record written
     before a kill is dropped on resume (metrics.jsonl is cut back to the length saved in last.pt)."""
@@ -358,8 +373,21 @@ def _validate_and_save(run: Run, prepared: Prepared, valid: ParallelCorpus, prog
         f"BLEU {scores['bleu']:.2f}{' (best)' if better else ''}"
     )
     run.files.write_log(f"valid step {s.step}: {json.dumps(record)}")
+    return bool(t.patience) and s.bad_validations >= t.patience, scores[t.valid_metric]
+
+
+def _validate_on_main(run: Run, prepared: Prepared, valid: ParallelCorpus, progress: TrainProgress) -> bool:
+    """Rank 0 validates and writes the checkpoints while the others wait; every rank then steps a
+    plateau schedule with the same score and writes (rank 0) last.pt. True when patience runs out."""
+    out = [0.0, 0.0]
+    if run.dist.is_main:
+        ran_out, score = _validate_and_save(run, prepared, valid, progress)
+        out = [float(ran_out), score]
+    patience_out, score = run.dist.from_main(out)
+    if not run.dist.is_main and isinstance(run.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        run.scheduler.step(score)
     run.save_last()
-    return bool(t.patience) and s.bad_validations >= t.patience
+    return bool(patience_out)
 
 
 def _skip_nonfinite(run: Run, progress: TrainProgress) -> None:
@@ -413,7 +441,9 @@ def _resume_point(files: RunFiles, cfg: Config, restart: bool) -> Checkpoint | N
     return ckpt
 
 
-def _setup(cfg: Config, files: RunFiles, prepared: Prepared, resume: Checkpoint | None) -> Run:
+def _setup(
+    cfg: Config, files: RunFiles, prepared: Prepared, resume: Checkpoint | None, dist: Distributed
+) -> Run:
     """Model, optimizer and scheduler, fresh from the seed or restored from `resume`."""
     t = cfg.train
     if t.threads:
@@ -422,18 +452,22 @@ def _setup(cfg: Config, files: RunFiles, prepared: Prepared, resume: Checkpoint 
     random.seed(t.seed)
     np.random.seed(t.seed)
     tok = prepared.tokenizer
-    model = build_model(cfg.model, tok.src_vocab_size, tok.tgt_vocab_size).to(resolve_device(t.device))
+    device = dist.device(resolve_device(t.device))
+    model = build_model(cfg.model, tok.src_vocab_size, tok.tgt_vocab_size).to(device)
+    if dist.active:  # the same initial weights everywhere, each rank its own dropout masks
+        torch.manual_seed(t.seed + 1000 * dist.rank)
     optimizer = make_optimizer(cfg, model)
     scheduler = make_scheduler(cfg, optimizer)
-    run = Run(cfg, files, model, optimizer, scheduler, tok.state(), TrainState())
+    run = Run(cfg, files, model, optimizer, scheduler, tok.state(), TrainState(), dist)
     if resume is not None:
         assert resume.optimizer is not None and resume.rng is not None
         model.load_state_dict(resume.model)
         optimizer.load_state_dict(resume.optimizer)
         scheduler.load_state_dict(resume.scheduler)
         run.state = TrainState.from_dict(resume.train_state)
-        _set_rng_state(resume.rng)
-        if run.state.metrics_bytes is not None:
+        dist.check_resumable(int(resume.rng.get("world_size", 1)), files.dir)
+        _set_rng_state(resume.rng["ranks"][dist.rank] if dist.active else resume.rng)
+        if run.state.metrics_bytes is not None and dist.is_main:
             files.truncate_metrics(run.state.metrics_bytes)
     return run
 
@@ -446,12 +480,24 @@ def train(
     log: Callable[[str], None] = print,
     show_progress: bool = True,
 ) -> TrainResult:
-    """Train (or resume) a model in `run_dir`; preprocesses the corpus first if needed."""
+    """Train (or resume) a model in `run_dir`; preprocesses the corpus first if needed.
+
+    Under torchrun (RANK and WORLD_SIZE set) this process is one rank of a data-parallel job: see
+    `seq2seq.distributed`. Rank 0 holds the run lock and writes every file."""
     files = RunFiles(Path(run_dir))
-    with files.lock():
-        return _train(
-            cfg, files, Path(data_dir) if data_dir else files.dir / "data", restart, log, show_progress
-        )
+    dist = Distributed.from_env(resolve_device(cfg.train.device))
+    try:
+        with files.lock() if dist.is_main else contextlib.nullcontext():
+            return _train(
+                cfg, files, Path(data_dir) if data_dir else files.dir / "data", restart,
+                log if dist.is_main else _quiet, show_progress and dist.is_main, dist,
+            )  # fmt: skip
+    finally:
+        dist.close()
+
+
+def _quiet(line: str) -> None:
+    pass
 
 
 def _train(
@@ -461,26 +507,33 @@ def _train(
     restart: bool,
     log: Callable[[str], None],
     show_progress: bool,
+    dist: Distributed,
 ) -> TrainResult:
     def say(line: str) -> None:
-        log(line)
-        files.write_log(line)
+        if dist.is_main:
+            log(line)
+            files.write_log(line)
 
-    resume = _resume_point(files, cfg, restart)
-    for tmp in remove_stale_temporaries(files.checkpoints):
-        say(f"removed {tmp}, left by a run killed while saving")
     from seq2seq.data import load_prepared, preprocess, report_table  # these import `datasets`
 
-    result = preprocess(cfg, data_dir, log=say)
-    if not result.cached:
-        say("cleaning report:\n" + report_table(result.manifest))
+    if dist.is_main:  # the others wait until rank 0 has cleared (--restart) and preprocessed
+        resume = _resume_point(files, cfg, restart)
+        for tmp in remove_stale_temporaries(files.checkpoints):
+            say(f"removed {tmp}, left by a run killed while saving")
+        result = preprocess(cfg, data_dir, log=say)
+        if not result.cached:
+            say("cleaning report:\n" + report_table(result.manifest))
+    dist.barrier()
+    if not dist.is_main:
+        resume = _resume_point(files, cfg, restart=False)
     prepared = load_prepared(data_dir)
     if "valid" not in prepared.splits:
         raise Seq2SeqError("data.valid: training needs a validation set (a path prefix in the recipe)")
     train_data = ParallelCorpus.from_dataset(prepared.splits["train"])
     valid_data = ParallelCorpus.from_dataset(prepared.splits["valid"])
-    run = _setup(cfg, files, prepared, resume)
+    run = _setup(cfg, files, prepared, resume, dist)
     model, state, t = run.model, run.state, cfg.train
+    update_model = dist.wrap(model)
     device = next(model.parameters()).device
     if resume is not None:
         say(
@@ -488,15 +541,20 @@ def _train(
             f"(epoch {state.epoch + 1}, batch {state.batch_in_epoch})"
         )
     else:
-        files.config.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), encoding="utf-8")
-        say(f"training {count_parameters(model):,} parameters on {device}; "
+        if dist.is_main:
+            files.config.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), encoding="utf-8")
+        processes = f" x {dist.world_size} processes" if dist.active else ""
+        say(f"training {count_parameters(model):,} parameters on {device}{processes}; "
             f"{len(train_data):,} training pairs; run directory {files.dir}")  # fmt: skip
         run.save_last()
-    data = DataPosition(train_data, cfg, state)
+    data = DataPosition(train_data, cfg, state, dist)
     first_epoch = data.batches(0)
     say(f"{len(first_epoch)} batches per epoch, {sum(map(len, first_epoch)) / len(first_epoch):.1f} "
         f"sentences a batch on average, {train_data.padding_fraction(first_epoch):.1%} padding")  # fmt: skip
     progress = TrainProgress(cfg, len(first_epoch), enabled=show_progress, say=log)
+    if dist.active:
+        say(f"rank 0 of {dist.world_size}: each update is {dist.world_size} x {t.accum_steps} batches of "
+            f"up to {dist.batch_tokens(t.batch_tokens)} tokens")  # fmt: skip
     model.train()
     speed_tokens, speed_start = 0, time.perf_counter()
     with StopSignals() as stop, progress:
@@ -505,14 +563,22 @@ def _train(
         while True:
             now = time.perf_counter()
             state.wall_seconds, last_tick = state.wall_seconds + now - last_tick, now
+            # every rank stops together: on a signal any rank got, or by rank 0's clock
+            asked, wall = dist.max([float(bool(stop.requested)), state.wall_seconds if dist.is_main else 0.0])
+            state.wall_seconds = wall
+            if asked and not stop.requested:
+                stop.requested = "a signal to another rank"
             state.stop_reason = _stop_rule(run, data, stop)
             if state.stop_reason:
                 break
             batches = [train_data.batch(idx).to(device) for idx in data.next_group()]
             sampling = 1.0 - teacher_forcing_ratio(cfg, state.step)
-            loss_sum, n_tokens = accumulate_gradients(
-                model, batches, t.label_smoothing, sampling, device, t.bf16
-            )
+            n_tokens = int(dist.sum([sum(b.n_tgt_tokens for b in batches)])[0])
+            loss_sum, _ = accumulate_gradients(
+                update_model, batches, t.label_smoothing, sampling, device, t.bf16,
+                normaliser=n_tokens / dist.world_size,  # DDP averages the ranks' gradients
+            )  # fmt: skip
+            loss_sum = dist.sum([loss_sum])[0]
             if not math.isfinite(loss_sum):
                 _skip_nonfinite(run, progress)
                 continue
@@ -526,23 +592,30 @@ def _train(
             state.window_loss += loss_sum
             state.window_tokens += n_tokens
             speed_tokens += n_tokens
-            if state.step % t.log_every == 0:
+            if state.step % t.log_every == 0 and dist.is_main:
                 speed = speed_tokens / (time.perf_counter() - speed_start)
                 files.write_metrics(_train_record(run, grad_norm, sampling, speed))
                 speed_tokens, speed_start = 0, time.perf_counter()
             lr = run.optimizer.param_groups[0]["lr"]
             progress.update(state, loss=loss_sum / max(1, n_tokens), lr=lr, tokens=n_tokens)
-            if _validation_due(run, data, time.perf_counter() - last_tick):
+            due = _validation_due(run, data, time.perf_counter() - last_tick)
+            save_due = (
+                bool(t.save_every_minutes) and time.perf_counter() - last_save >= 60 * t.save_every_minutes
+            )
+            agreed = dist.from_main([float(due), float(save_due)])
+            if agreed[0]:
                 last_save = time.perf_counter()
-                if _validate_and_save(run, prepared, valid_data, progress):
+                if _validate_on_main(run, prepared, valid_data, progress):
                     state.stop_reason = f"no improvement in {t.patience} validations"
                     break
-            elif t.save_every_minutes and time.perf_counter() - last_save >= 60 * t.save_every_minutes:
+            elif agreed[1]:
                 run.save_last()
                 last_save = time.perf_counter()
-        if state.best_score is None and state.step > 0 and state.stop_reason != "interrupted":
-            _validate_and_save(run, prepared, valid_data, progress)
-        run.save_last()
+        never_validated = state.best_score is None and state.step > 0 and state.stop_reason != "interrupted"
+        if dist.from_main([float(never_validated)])[0]:
+            _validate_on_main(run, prepared, valid_data, progress)
+        else:
+            run.save_last()
 
     if state.stop_reason == "interrupted":
         say(f"interrupted ({stop.requested}) at update {state.step}; saved {files.last}. Resume with the "

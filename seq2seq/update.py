@@ -69,7 +69,9 @@ def teacher_forcing_ratio(cfg: Config, step: int) -> float:
     return max(t.teacher_forcing, ratio)
 
 
-def compute_loss(model: Seq2Seq, batch: Batch, label_smoothing: float, sampling: float = 0.0) -> torch.Tensor:
+def compute_loss(
+    model: torch.nn.Module, batch: Batch, label_smoothing: float, sampling: float = 0.0
+) -> torch.Tensor:
     """Summed token cross-entropy; the output layer and softmax run once over all B x T positions."""
     logits = model(batch.src_ids, batch.src_lengths, batch.tgt_in, sampling)  # [B, T, V]
     return smoothed_cross_entropy(
@@ -90,22 +92,26 @@ def autocast_for(device: torch.device, bf16: bool) -> contextlib.AbstractContext
 
 
 def accumulate_gradients(
-    model: Seq2Seq,
+    model: torch.nn.Module,
     batches: list[Batch],
     label_smoothing: float,
     sampling: float,
     device: torch.device,
     bf16: bool,
+    normaliser: float | None = None,
 ) -> tuple[float, int]:
-    """Zero the gradients, then forward and backward every micro-batch of one update, normalised by the
-    update's target tokens. Returns (summed loss, target tokens); the loss may be non-finite."""  # fmt: skip
+    """Zero the gradients, then forward and backward every micro-batch of one update, normalised by
+    `normaliser` (default: the update's target tokens; under DDP, which averages the ranks' gradients,
+    all ranks' target tokens / world size). Returns (summed loss, target tokens); the loss may be
+    non-finite. `model` may be a DistributedDataParallel wrapping a `Seq2Seq`."""
     n_tokens = sum(b.n_tgt_tokens for b in batches)
+    divisor = n_tokens if normaliser is None else normaliser
     model.zero_grad(set_to_none=True)
     loss_sum = 0.0
     for batch in batches:
         with autocast_for(device, bf16):
             loss = compute_loss(model, batch, label_smoothing, sampling)
-        (loss / n_tokens).backward()
+        (loss / divisor).backward()
         loss_sum += float(loss.detach())
     return loss_sum, n_tokens
 
