@@ -21,7 +21,7 @@ from seq2seq import Seq2SeqError, Translator, load_config
 from seq2seq import train as run_train
 from seq2seq.bench import format_table, run_bench
 from seq2seq.checkpoint import average_checkpoints, save_checkpoint
-from seq2seq.distributed import is_main_process
+from seq2seq.distributed import is_main_process, launch
 from seq2seq.evaluate import METRICS, parse_metrics, require_lines, score_corpus
 from seq2seq.outputs import NamedWriter, atomic_output, os_error_line, refuse_overwriting_inputs
 from seq2seq.runtime import tune_allocator
@@ -148,6 +148,14 @@ def train(
     set_: SetOption = None,
     restart: Annotated[bool, typer.Option(help="Start over in an existing run directory.")] = False,
     progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
+    nproc: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Train with N data-parallel processes on this machine (torchrun's launcher; "
+            "one thread each unless OMP_NUM_THREADS is set).",
+        ),
+    ] = 1,
 ) -> None:
     """Train an attentional encoder-decoder; resumes when OUT already holds a run.
 
@@ -157,6 +165,11 @@ def train(
     with _user_errors(ctx):
         cfg = load_config(recipe, set_ or [])
         run_dir = out or Path("runs") / recipe.stem
+        if nproc > 1 and "RANK" not in os.environ:
+            argv = ["-m", "seq2seq", "train", str(recipe), "--out", str(run_dir)]
+            argv += [*(["--data", str(data)] if data else []), *(f"--set={s}" for s in set_ or [])]
+            argv += [*(["--restart"] if restart else []), *([] if progress else ["--no-progress"])]
+            raise typer.Exit(launch(nproc, argv))
         result = run_train(cfg, run_dir, data, restart=restart, log=_err, show_progress=progress)
     if result.interrupted:
         resume = ["seq2seq", "train", str(recipe), "--out", str(run_dir)]

@@ -164,3 +164,40 @@ class Distributed:
     def close(self) -> None:
         if self.active and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def launch(nproc: int, argv: Sequence[str], threads: int = 1) -> int:
+    """Run `python ARGV...` as `nproc` ranks on this machine with torchrun's own launcher
+    (`torch.distributed.launcher.api.elastic_launch`, rendezvous on a free loopback port); what
+    `seq2seq train --nproc N` does. Each rank gets `threads` threads (OMP_NUM_THREADS) unless the
+    environment sets it. Returns the exit status: 0, 75 when every rank stopped resumably, else that of
+    the first failed rank (a line names it)."""
+    import sys
+    import uuid
+
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    config = LaunchConfig(
+        min_nodes=1,
+        max_nodes=1,
+        nproc_per_node=nproc,
+        run_id=f"seq2seq-{uuid.uuid4().hex[:8]}",
+        rdzv_backend="c10d",
+        rdzv_endpoint="127.0.0.1:0",
+        max_restarts=0,
+        monitor_interval=0.1,
+    )
+    try:
+        elastic_launch(config, sys.executable)(*argv)
+    except ChildFailedError as exc:
+        codes = {rank: failure.exitcode for rank, failure in exc.failures.items()}
+        if set(codes.values()) == {75}:
+            return 75
+        rank, code = min(codes.items())
+        how = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
+        print(f"error: rank {rank} of {nproc} {how}; the job stopped. Run the same command again to resume "
+              "from the last checkpoint", file=sys.stderr)  # fmt: skip
+        return code if code > 0 else 1
+    return 0
