@@ -174,6 +174,7 @@ def train(
     if result.interrupted:
         resume = ["seq2seq", "train", str(recipe), "--out", str(run_dir)]
         resume += [*(["--data", str(data)] if data else []), *(f"--set={s}" for s in set_ or [])]
+        resume += ["--nproc", os.environ["WORLD_SIZE"]] if int(os.environ.get("WORLD_SIZE", "1")) > 1 else []
         if is_main_process():
             _err(f"interrupted, resumable: {shlex.join(resume)}")
         raise typer.Exit(EXIT_INTERRUPTED)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
+import signal
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -175,6 +176,7 @@ def launch(nproc: int, argv: Sequence[str], threads: int = 1) -> int:
     import sys
     import uuid
 
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
@@ -191,6 +193,9 @@ def launch(nproc: int, argv: Sequence[str], threads: int = 1) -> int:
     )
     try:
         elastic_launch(config, sys.executable)(*argv)
+    except SignalException as exc:  # torchrun's agent passed the signal on: the ranks saved and stopped
+        print(f"stopped by {signal.Signals(exc.sigval).name}; resume with the same command", file=sys.stderr)
+        return 75
     except ChildFailedError as exc:
         codes = {rank: failure.exitcode for rank, failure in exc.failures.items()}
         if set(codes.values()) == {75}:
