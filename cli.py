@@ -16,9 +16,10 @@ from rich.progress import Progress
 
 from seq2seq import Seq2SeqError, Translator, load_config
 from seq2seq import train as run_train
-from seq2seq.bench import format_table, run_bench
+from seq2seq.bench import format_table, recipe_inputs, run_bench
 from seq2seq.checkpoint import average_checkpoints, save_checkpoint
-from seq2seq.evaluate import METRICS, score_corpus
+from seq2seq.config import Penalty
+from seq2seq.evaluate import METRICS, score_corpus, translate_and_score
 from seq2seq.runtime import tune_allocator
 from seq2seq.textio import LineStats, count_lines, iter_lines, read_lines
 from seq2seq.translate import Translation
@@ -199,8 +200,9 @@ def translate(
         float | None, typer.Option(help="Length penalty alpha; 0 = raw log-probability [default: recipe's].")
     ] = None,
     penalty: Annotated[
-        str, typer.Option(help="gnmt: score / ((5+len)/6)^alpha; length: score / len^alpha.")
-    ] = "gnmt",
+        Penalty | None,
+        typer.Option(help="gnmt: score / ((5+len)/6)^alpha; length: score / len^alpha [default: recipe's]."),
+    ] = None,
     max_len_a: Annotated[
         float | None, typer.Option(help="Max output length = a * source length + b.")
     ] = None,
@@ -225,21 +227,12 @@ def translate(
     with _user_errors(ctx):
         if fmt not in ("plain", "jsonl"):
             raise Seq2SeqError(f"--format: {fmt!r} is not one of 'plain', 'jsonl'")
-        if penalty not in ("gnmt", "length"):
-            raise Seq2SeqError(f"--penalty: {penalty!r} is not one of 'gnmt', 'length'")
         if n_best > 1 and fmt == "plain":
             raise Seq2SeqError("--n-best > 1 needs --format jsonl")
         if str(model) in ("", "."):
             raise Seq2SeqError(
                 "--model: give the checkpoint to translate with, e.g. runs/NAME/checkpoints/best.pt"
             )
-        for name, value in (("--beam", beam), ("--n-best", n_best), ("--batch-tokens", batch_tokens),
-                            ("--chunk-lines", chunk_lines)):  # fmt: skip
-            if value is not None and value < 1:
-                raise Seq2SeqError(f"{name}: must be at least 1, got {value}")
-        for name, number in (("--min-len", min_len), ("--max-len-a", max_len_a), ("--max-len-b", max_len_b)):
-            if number is not None and number < 0:
-                raise Seq2SeqError(f"{name}: must not be negative, got {number}")
         translator = _load_translator(model, device, quantize, bf16)
         opts = translator.options(
             beam=beam, n_best=n_best, length_penalty=length_penalty, max_len_a=max_len_a, max_len_b=max_len_b,
@@ -314,29 +307,20 @@ def evaluate(
         if (hyp is None) == (model is None):
             raise Seq2SeqError("give either --hyp FILE, or --model CKPT with --src FILE")
         names = [m.strip() for m in metrics.split(",") if m.strip()]
-        refs = read_lines(ref)
         if model is not None:
             if src is None:
                 raise Seq2SeqError("--model needs --src FILE (the source side of --ref)")
-            sources = read_lines(src, replace_invalid=True)
-            if len(sources) != len(refs):
-                raise Seq2SeqError(f"{src} has {len(sources)} lines but {ref} has {len(refs)}")
             translator = _load_translator(model, device, quantize, bf16)
-            start = time.perf_counter()
-            hyps = translator.translate(sources, beam=beam)
-            _err(
-                f"translated {len(sources)} lines in {time.perf_counter() - start:.1f} s "
-                f"(beam {translator.options(beam=beam).beam})"
-            )
+            opts = translator.options(beam=beam)
+            result = translate_and_score(translator, src, ref, names, opts, lowercase, tokenize)
+            _err(f"translated {len(result.translations)} lines in {result.seconds:.1f} s (beam {opts.beam})")
             if output is not None:
-                output.write_text("".join(h + "\n" for h in hyps), encoding="utf-8")
-            hyp_name = f"translations of {src}"
+                output.write_text("".join(h + "\n" for h in result.translations), encoding="utf-8")
+            scores = result.scores
         else:
             assert hyp is not None
-            hyps, hyp_name = read_lines(hyp), str(hyp)
-        scores = score_corpus(
-            hyps, refs, names, lowercase=lowercase, tokenize=tokenize, names=(hyp_name, str(ref))
-        )
+            scores = score_corpus(read_lines(hyp), read_lines(ref), names, lowercase=lowercase,
+                                  tokenize=tokenize, names=(str(hyp), str(ref)))  # fmt: skip
         if fmt == "json":
             typer.echo(json.dumps([s.as_dict() for s in scores], indent=2))
         else:
@@ -403,22 +387,10 @@ def bench(
 ) -> None:
     """Measure training and decoding speed, peak memory and the fraction of the machine's matmul peak."""
     with _user_errors(ctx):
-        if steps < 1 or warmup < 0:
-            raise Seq2SeqError("--steps must be at least 1 and --warmup at least 0")
         cfg = load_config(recipe, set_ or []) if recipe is not None else None
-        if recipe is not None:
-            run_dir = Path("runs") / recipe.stem
-            data = data or run_dir / "data"
-            model = model or (
-                run_dir / "checkpoints" / "best.pt"
-                if (run_dir / "checkpoints" / "best.pt").is_file()
-                else None
-            )
-            if src is None and cfg is not None and cfg.data.format == "text" and cfg.data.test:
-                src = Path(f"{cfg.data.test}.{cfg.data.src_lang}")
-                ref = ref or Path(f"{cfg.data.test}.{cfg.data.tgt_lang}")
-        if model is not None and src is None:
-            raise Seq2SeqError("--model needs --src FILE (sentences to decode)")
+        if recipe is not None and cfg is not None:
+            inputs = recipe_inputs(recipe, cfg, data, model, src, ref)
+            data, model, src, ref = inputs.data, inputs.checkpoint, inputs.source, inputs.reference
         result = run_bench(cfg, data, model, src, ref, warmup=warmup, steps=steps, batch_tokens=batch_tokens,
                            device=device, log=_err)  # fmt: skip
         if model is None:

@@ -18,7 +18,7 @@ from seq2seq.evaluate import Score, score_corpus
 from seq2seq.model import Seq2Seq, build_model
 from seq2seq.search import Hypothesis, SearchOptions, beam_search, greedy_search
 from seq2seq.train import TrainResult, train
-from seq2seq.translate import Translation, Translator
+from seq2seq.translate import Translation, Translator, decode_ids
 
 if TYPE_CHECKING:
     from seq2seq.data import load_prepared, preprocess
@@ -47,6 +47,7 @@ __all__ = [
     "Translator",
     "beam_search",
     "build_model",
+    "decode_ids",
     "greedy_search",
     "load_checkpoint",
     "load_config",

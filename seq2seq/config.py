@@ -14,11 +14,14 @@ import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
 
 import yaml
 
 from seq2seq.errors import Seq2SeqError
+
+Penalty = Literal["gnmt", "length"]
+"""Length penalty kinds: `gnmt` divides by ((5 + len) / 6) ** alpha, `length` by len ** alpha."""
 
 
 @dataclass(frozen=True)
@@ -214,7 +217,9 @@ class DecodeConfig:
 
     beam: int = 5
     length_penalty: float = 1.0
-    """GNMT alpha: score / ((5 + len) / 6) ** alpha; 0 = raw log-probability."""
+    """alpha of the `penalty`: score / ((5 + len) / 6) ** alpha for gnmt; 0 = raw log-probability."""
+    penalty: Penalty = "gnmt"
+    """`gnmt` divides by ((5 + len) / 6) ** alpha, `length` by len ** alpha."""
     max_len_a: float = 1.5
     max_len_b: int = 10
     """A hypothesis has at most a * source_length + b tokens."""
@@ -299,6 +304,11 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
         if isinstance(value, dict | list):
             raise Seq2SeqError(f"{where}: expected a string, got {value!r}")
         return str(value)
+    if get_origin(typ) is Literal:
+        choices = get_args(typ)
+        if value not in choices:
+            raise Seq2SeqError(f"{where}: {value!r} is not one of {', '.join(map(repr, choices))}")
+        return value
     raise TypeError(f"unsupported config type {typ} at {where}")
 
 

@@ -13,13 +13,15 @@ Notation: B sentences, K beam, V vocabulary, S source length, t step.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Protocol
+from dataclasses import dataclass, fields
+from typing import Any, Protocol, get_args
 
 import torch
 import torch.nn.functional as F
 
-from seq2seq.tokenizer import BOS, EOS, PAD, UNK
+from seq2seq.config import DecodeConfig, Penalty
+from seq2seq.errors import Seq2SeqError
+from seq2seq.special import BOS, EOS, PAD, UNK
 
 
 class Reorderable(Protocol):
@@ -55,11 +57,14 @@ class DecoderModel(Protocol):
 
 @dataclass(frozen=True)
 class SearchOptions:
+    """How to decode. `from_config` fills what is not given from a recipe's `decode` section; invalid
+    values raise `Seq2SeqError` naming the option."""
+
     beam: int = 5
     n_best: int = 1
     length_penalty: float = 1.0
     """alpha: `gnmt` divides by ((5 + len) / 6) ** alpha, `length` by len ** alpha; 0 = raw log-prob."""
-    penalty: str = "gnmt"
+    penalty: Penalty = "gnmt"
     max_len_a: float = 1.5
     max_len_b: int = 10
     min_len: int = 0
@@ -68,11 +73,27 @@ class SearchOptions:
 
     def __post_init__(self) -> None:
         if self.beam < 1 or not 1 <= self.n_best <= self.beam:
-            raise ValueError(
-                f"need beam >= 1 and 1 <= n_best <= beam (beam {self.beam}, n_best {self.n_best})"
+            raise Seq2SeqError(
+                f"--beam/--n-best: need beam >= 1 and 1 <= n_best <= beam "
+                f"(beam {self.beam}, n_best {self.n_best})"
             )
-        if self.penalty not in ("gnmt", "length"):
-            raise ValueError(f"penalty must be 'gnmt' or 'length', got {self.penalty!r}")
+        if self.penalty not in get_args(Penalty):
+            raise Seq2SeqError(f"--penalty: {self.penalty!r} is not one of 'gnmt', 'length'")
+        for name in ("min_len", "max_len_a", "max_len_b"):
+            if getattr(self, name) < 0:
+                raise Seq2SeqError(
+                    f"--{name.replace('_', '-')}: must not be negative, got {getattr(self, name)}"
+                )
+
+    @classmethod
+    def from_config(cls, decode: DecodeConfig, **overrides: Any) -> SearchOptions:
+        """Options from a `decode` section; `overrides` (SearchOptions fields) that are None keep it."""
+        unknown = set(overrides) - {f.name for f in fields(cls)}
+        if unknown:
+            raise TypeError(f"not search options: {', '.join(sorted(unknown))}")
+        values = {f.name: getattr(decode, f.name) for f in fields(cls) if hasattr(decode, f.name)}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
 
 
 @dataclass(frozen=True)

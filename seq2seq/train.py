@@ -176,12 +176,7 @@ def validate(
         total += float(compute_loss(model, batch, 0.0))
         tokens += batch.n_tgt_tokens
     loss = total / max(1, tokens)
-    opts = SearchOptions(
-        beam=cfg.train.valid_beam,
-        length_penalty=cfg.decode.length_penalty,
-        max_len_a=cfg.decode.max_len_a,
-        max_len_b=cfg.decode.max_len_b,
-    )
+    opts = SearchOptions.from_config(cfg.decode, beam=cfg.train.valid_beam)
     hyps = decode_ids(model, valid.src, opts, cfg.decode.batch_tokens, device)
     text = prepared.tokenizer.decode_tgt([h[0].tokens if h else [] for h in hyps])
     score = bleu(text, prepared.splits["valid"]["tgt"]).score

@@ -19,14 +19,15 @@ import torch
 from torch import nn
 
 from seq2seq.checkpoint import load_model
-from seq2seq.config import Config
+from seq2seq.config import Config, Penalty
 from seq2seq.data.batching import FlatSequences, token_batches
 from seq2seq.errors import Seq2SeqError
 from seq2seq.model import Seq2Seq
-from seq2seq.runtime import native_bf16
+from seq2seq.runtime import native_bf16, resolve_device
 from seq2seq.search import Hypothesis, SearchOptions, search
+from seq2seq.special import EOS
 from seq2seq.textio import single_line
-from seq2seq.tokenizer import EOS, Tokenizer
+from seq2seq.tokenizer import Tokenizer
 
 
 @dataclass(frozen=True)
@@ -64,17 +65,6 @@ class TranslateStats:
     src_tokens: int = 0
     tgt_tokens: int = 0
     seconds: float = 0.0
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise Seq2SeqError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise Seq2SeqError(f"--device: {name!r} is not a device (use cpu, cuda or cuda:N)") from None
 
 
 def quantize_int8(model: Seq2Seq) -> Seq2Seq:
@@ -149,25 +139,14 @@ class Translator:
         min_len: int | None = None,
         block_unk: bool = False,
         attention: bool = False,
-        penalty: str = "gnmt",
+        penalty: Penalty | None = None,
     ) -> SearchOptions:
-        """Search options: the checkpoint's `decode` settings unless given here."""
-        d = self.cfg.decode
-        beam = d.beam if beam is None else beam
-        try:
-            return SearchOptions(
-                beam=beam,
-                n_best=n_best,
-                length_penalty=d.length_penalty if length_penalty is None else length_penalty,
-                max_len_a=d.max_len_a if max_len_a is None else max_len_a,
-                max_len_b=d.max_len_b if max_len_b is None else max_len_b,
-                min_len=d.min_len if min_len is None else min_len,
-                block_unk=block_unk,
-                return_attention=attention,
-                penalty=penalty,
-            )
-        except ValueError as exc:
-            raise Seq2SeqError(f"search options: {exc}") from None
+        """Search options: the checkpoint's `decode` settings unless given here (see `SearchOptions`)."""
+        return SearchOptions.from_config(
+            self.cfg.decode, beam=beam, n_best=n_best, length_penalty=length_penalty, max_len_a=max_len_a,
+            max_len_b=max_len_b, min_len=min_len, block_unk=block_unk, return_attention=attention,
+            penalty=penalty,
+        )  # fmt: skip
 
     def translate_batch(
         self, sentences: Sequence[str], opts: SearchOptions, batch_tokens: int | None = None
@@ -225,6 +204,9 @@ class Translator:
         batch_tokens: int | None = None,
     ) -> Iterator[Translation]:
         """Translate an iterable of lines chunk by chunk, yielding one result per line in order."""
+        for name, value in (("--chunk-lines", chunk_lines), ("--batch-tokens", batch_tokens)):
+            if value is not None and value < 1:
+                raise Seq2SeqError(f"{name}: must be at least 1, got {value}")
         chunk: list[str] = []
         for line in lines:
             chunk.append(line)

@@ -14,7 +14,7 @@ from seq2seq.config import Config, config_from_dict, load_config
 from seq2seq.data import ParallelCorpus, load_prepared, preprocess, report_table
 from seq2seq.data.prepare import PrepareResult
 from seq2seq.errors import Seq2SeqError
-from seq2seq.tokenizer import EOS
+from seq2seq.special import EOS
 
 WORDS = ["cat", "dog", "sees", "eats", "big", "red", "house", "tree", "small", "bird"]
 

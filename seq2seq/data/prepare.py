@@ -52,7 +52,8 @@ from seq2seq.data.sources import (
     stream_batches,
 )
 from seq2seq.errors import Seq2SeqError
-from seq2seq.tokenizer import BOS, EOS, PAD, UNK, Tokenizer
+from seq2seq.special import BOS, EOS, PAD, UNK
+from seq2seq.tokenizer import Tokenizer
 
 __all__ = ["PrepareResult", "Prepared", "load_prepared", "preprocess", "report_table"]
 
