@@ -60,7 +60,7 @@ def test_opt_out_by_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.skipif(not _has_mallinfo2(), reason="needs glibc >= 2.33 (mallinfo2)")
 def test_tuned_allocator_serves_large_blocks_from_the_heap() -> None:
-    """glibc maps a 64 MiB block with mmap by default (SEQ2SEQ_MALLOC=system); tuned, it comes from the heap."""
+    """glibc maps a 64 MiB block with mmap by default (SEQ2SEQ_MALLOC=system); tuned, the heap serves it."""
     assert _probe("system") == (False, pytest.approx(64 << 20, rel=0.01))
     assert _probe(None) == (True, 0)
 
