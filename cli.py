@@ -131,7 +131,7 @@ def train(
         typer.echo(f"best model: {result.best_checkpoint}")
 
 
-def _load_translator(model: Path, device: str, quantize: str, bf16: bool) -> Translator:
+def _load_translator(model: list[Path], device: str, quantize: str, bf16: bool) -> Translator:
     translator = Translator.from_checkpoint(model, device, quantize, bf16)
     if bf16 and not translator.bf16:
         _err(f"warning: {translator.device} has no native bf16 arithmetic: --bf16 ignored, decoding in fp32")
@@ -190,7 +190,10 @@ def translate(
             metavar="[INPUT]", help="Text file, one sentence per line; '-' or nothing reads stdin."
         ),
     ] = None,
-    model: Annotated[Path, typer.Option("--model", "-m", help="Checkpoint (.pt) written by train.")] = Path(),
+    model: Annotated[
+        list[Path] | None,
+        typer.Option("--model", "-m", help="Checkpoint (.pt) written by train; repeat it for an ensemble."),
+    ] = None,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Output file [default: stdout].")
     ] = None,
@@ -229,7 +232,7 @@ def translate(
             raise Seq2SeqError(f"--format: {fmt!r} is not one of 'plain', 'jsonl'")
         if n_best > 1 and fmt == "plain":
             raise Seq2SeqError("--n-best > 1 needs --format jsonl")
-        if str(model) in ("", "."):
+        if not model:
             raise Seq2SeqError(
                 "--model: give the checkpoint to translate with, e.g. runs/NAME/checkpoints/best.pt"
             )
@@ -280,7 +283,8 @@ def evaluate(
     ref: Annotated[Path, typer.Option(help="Reference file, one sentence per line.")] = Path(),
     hyp: Annotated[Path | None, typer.Option(help="Hypothesis file to score.")] = None,
     model: Annotated[
-        Path | None, typer.Option("--model", "-m", help="Checkpoint: translate --src, then score.")
+        list[Path] | None,
+        typer.Option("--model", "-m", help="Checkpoint: translate --src, then score (repeat: an ensemble)."),
     ] = None,
     src: Annotated[Path | None, typer.Option(help="Source file to translate with --model.")] = None,
     output: Annotated[
@@ -304,10 +308,10 @@ def evaluate(
             raise Seq2SeqError("--ref: give the reference file")
         if fmt not in ("table", "json"):
             raise Seq2SeqError(f"--format: {fmt!r} is not one of 'table', 'json'")
-        if (hyp is None) == (model is None):
+        if (hyp is None) == (not model):
             raise Seq2SeqError("give either --hyp FILE, or --model CKPT with --src FILE")
         names = [m.strip() for m in metrics.split(",") if m.strip()]
-        if model is not None:
+        if model:
             if src is None:
                 raise Seq2SeqError("--model needs --src FILE (the source side of --ref)")
             translator = _load_translator(model, device, quantize, bf16)

@@ -21,10 +21,11 @@ from torch import nn
 from seq2seq.checkpoint import load_model
 from seq2seq.config import Config, Penalty
 from seq2seq.data.batching import FlatSequences, token_batches
+from seq2seq.ensemble import Ensemble
 from seq2seq.errors import Seq2SeqError
 from seq2seq.model import Seq2Seq
 from seq2seq.runtime import native_bf16, resolve_device
-from seq2seq.search import Hypothesis, SearchOptions, search
+from seq2seq.search import DecoderModel, Hypothesis, SearchOptions, search
 from seq2seq.special import EOS
 from seq2seq.textio import single_line
 from seq2seq.tokenizer import Tokenizer
@@ -80,7 +81,7 @@ def quantize_int8(model: Seq2Seq) -> Seq2Seq:
 
 
 def decode_ids(
-    model: Seq2Seq, src: FlatSequences, opts: SearchOptions, batch_tokens: int, device: torch.device
+    model: DecoderModel, src: FlatSequences, opts: SearchOptions, batch_tokens: int, device: torch.device
 ) -> list[list[Hypothesis]]:
     """Search over pre-encoded sources (ids without EOS); results in input order.
 
@@ -99,10 +100,15 @@ def decode_ids(
 
 
 class Translator:
-    """A loaded model that translates lists of sentences or streams of lines."""
+    """A loaded model (or an `Ensemble` of models) that translates lists of sentences or streams of lines."""
 
     def __init__(
-        self, model: Seq2Seq, tokenizer: Tokenizer, cfg: Config, device: torch.device, bf16: bool = False
+        self,
+        model: Seq2Seq | Ensemble,
+        tokenizer: Tokenizer,
+        cfg: Config,
+        device: torch.device,
+        bf16: bool = False,
     ) -> None:
         self.model, self.tokenizer, self.cfg, self.device = model.eval(), tokenizer, cfg, device
         self.bf16 = bf16
@@ -111,23 +117,41 @@ class Translator:
 
     @classmethod
     def from_checkpoint(
-        cls, path: str | Path, device: str = "auto", quantize: str = "", bf16: bool = False
+        cls,
+        path: str | Path | Sequence[str | Path],
+        device: str = "auto",
+        quantize: str = "",
+        bf16: bool = False,
     ) -> Translator:
-        """Load a checkpoint once; `quantize="int8"` quantizes it for CPU use (see `quantize_int8`);
+        """Load a checkpoint once, or several as an `Ensemble` (they must share the tokenizer; decode
+        defaults come from the first). `quantize="int8"` quantizes for CPU use (see `quantize_int8`);
         `bf16=True` decodes under bf16 autocast where the hardware has native bf16 (see `native_bf16`);
         elsewhere it decodes in fp32 (emulated bf16 is slower, and oneDNN has no bf16 LSTM there): check
         `translator.bf16` for what applies."""
+        paths = [Path(path)] if isinstance(path, str | Path) else [Path(p) for p in path]
+        if not paths:
+            raise Seq2SeqError("--model: give at least one checkpoint")
         dev = resolve_device(device)
         if bf16 and quantize:
             raise Seq2SeqError("--bf16 and --quantize are two ways to lower precision: choose one")
-        model, tokenizer, cfg = load_model(Path(path), dev)
-        if quantize:
-            if quantize != "int8":
-                raise Seq2SeqError(f"--quantize: {quantize!r} is not supported (use int8)")
-            if dev.type != "cpu":
-                raise Seq2SeqError("--quantize int8 is for CPU translation; add --device cpu")
-            model = quantize_int8(model)
-        return cls(model, tokenizer, cfg, dev, bf16 and native_bf16(dev))
+        if quantize and quantize != "int8":
+            raise Seq2SeqError(f"--quantize: {quantize!r} is not supported (use int8)")
+        if quantize and dev.type != "cpu":
+            raise Seq2SeqError("--quantize int8 is for CPU translation; add --device cpu")
+        models, tokenizer, cfg = [], None, None
+        for p in paths:
+            model, tok, model_cfg = load_model(p, dev)
+            if tokenizer is None or cfg is None:
+                tokenizer, cfg = tok, model_cfg
+            elif tok.state() != tokenizer.state():
+                raise Seq2SeqError(
+                    f"{p}: its SentencePiece models differ from those of {paths[0]}; an ensemble needs "
+                    "models trained on the same vocabulary (the same preprocessed data)"
+                )
+            models.append(quantize_int8(model) if quantize else model)
+        assert tokenizer is not None and cfg is not None
+        member: Seq2Seq | Ensemble = models[0] if len(models) == 1 else Ensemble(models)
+        return cls(member, tokenizer, cfg, dev, bf16 and native_bf16(dev))
 
     def options(
         self,
