@@ -225,13 +225,23 @@ def translate(
     quantize: Annotated[str, typer.Option(help="int8: dynamic int8 quantization for CPU (faster).")] = "",
     bf16: Annotated[bool, typer.Option("--bf16", help=BF16_HELP)] = False,
     chunk_lines: Annotated[int, typer.Option(help="Lines read before translating (1 on a terminal).")] = 1000,
+    sample: Annotated[bool, typer.Option("--sample", help="Sample translations, not search.")] = False,
+    temperature: Annotated[float, typer.Option(help="With --sample: < 1 sharper, > 1 flatter.")] = 1.0,
+    top_k: Annotated[int, typer.Option(help="With --sample: only the k most probable tokens; 0 = all.")] = 0,
+    top_p: Annotated[
+        float, typer.Option(help="With --sample: only the most probable tokens up to this mass (nucleus).")
+    ] = 1.0,
+    seed: Annotated[int, typer.Option(help="With --sample: random seed (same seed, same samples).")] = 0,
+    n_samples: Annotated[int, typer.Option(help="With --sample: samples per line (jsonl n_best).")] = 1,
 ) -> None:
     """Translate text: exactly one output line per input line, in order."""
     with _user_errors(ctx):
+        if sample:
+            n_best = n_samples
         if fmt not in ("plain", "jsonl"):
             raise Seq2SeqError(f"--format: {fmt!r} is not one of 'plain', 'jsonl'")
         if n_best > 1 and fmt == "plain":
-            raise Seq2SeqError("--n-best > 1 needs --format jsonl")
+            raise Seq2SeqError(f"{'--n-samples' if sample else '--n-best'} > 1 needs --format jsonl")
         if not model:
             raise Seq2SeqError(
                 "--model: give the checkpoint to translate with, e.g. runs/NAME/checkpoints/best.pt"
@@ -240,6 +250,7 @@ def translate(
         opts = translator.options(
             beam=beam, n_best=n_best, length_penalty=length_penalty, max_len_a=max_len_a, max_len_b=max_len_b,
             min_len=min_len, block_unk=no_unk, attention=attention is not None, penalty=penalty,
+            sample=sample, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
         )  # fmt: skip
         stats = LineStats()
         start = time.perf_counter()
@@ -274,7 +285,8 @@ def translate(
             _err(f"warning: {translator.stats.truncated} line(s) longer than {limit} subwords were truncated")
         where = f" -> {output}" if output else ""
         where += f" (attention: {attention})" if attention else ""
-        _err(f"translated {stats.lines} line(s) in {seconds:.1f} s (beam {opts.beam}){where}")
+        how = f"{opts.n_best} sample(s) each" if opts.sample else f"beam {opts.beam}"
+        _err(f"translated {stats.lines} line(s) in {seconds:.1f} s ({how}){where}")
 
 
 @app.command("eval")

@@ -85,12 +85,13 @@ def decode_ids(
 ) -> list[list[Hypothesis]]:
     """Search over pre-encoded sources (ids without EOS); results in input order.
 
-    `batch_tokens` counts source tokens x beam size (padding included): beam search decodes K rows per
-    sentence, and the per-step [rows, V] scores stay in cache only while the batch is small enough.
+    `batch_tokens` counts source tokens x beam size (x samples when sampling; padding included): beam
+    search decodes K rows per sentence, and the per-step [rows, V] scores stay in cache only while the
+    batch is small enough.
     """
     results: list[list[Hypothesis]] = [[] for _ in range(len(src))]
     lengths = src.lengths + 1
-    budget = max(batch_tokens // opts.beam, int(lengths.max(initial=1)))
+    budget = max(batch_tokens // (opts.n_best if opts.sample else opts.beam), int(lengths.max(initial=1)))
     for idx in token_batches(lengths, lengths, budget, 0, 0, shuffle=False):
         ids = torch.from_numpy(src.pad(idx, suffix=EOS)).to(device)
         hyps = search(model, ids, torch.from_numpy(lengths[idx]).to(device), opts)
@@ -164,12 +165,18 @@ class Translator:
         block_unk: bool = False,
         attention: bool = False,
         penalty: Penalty | None = None,
+        sample: bool = False,
+        temperature: float = 1.0,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        seed: int = 0,
     ) -> SearchOptions:
-        """Search options: the checkpoint's `decode` settings unless given here (see `SearchOptions`)."""
+        """Search options: the checkpoint's `decode` settings unless given here (see `SearchOptions`).
+        With `sample=True`, `n_best` is the number of samples per sentence."""
         return SearchOptions.from_config(
             self.cfg.decode, beam=beam, n_best=n_best, length_penalty=length_penalty, max_len_a=max_len_a,
             max_len_b=max_len_b, min_len=min_len, block_unk=block_unk, return_attention=attention,
-            penalty=penalty,
+            penalty=penalty, sample=sample, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
         )  # fmt: skip
 
     def translate_batch(
