@@ -8,7 +8,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Annotated
+from typing import IO, Annotated, Literal
 
 import typer
 from rich.console import Console
@@ -21,6 +21,7 @@ from seq2seq.checkpoint import average_checkpoints, save_checkpoint
 from seq2seq.config import Penalty
 from seq2seq.evaluate import METRICS, score_corpus, translate_and_score
 from seq2seq.runtime import tune_allocator
+from seq2seq.scoring import score_files
 from seq2seq.textio import LineStats, count_lines, iter_lines, read_lines
 from seq2seq.translate import Translation
 
@@ -342,6 +343,40 @@ def evaluate(
         else:
             for s in scores:
                 typer.echo(f"{s.text}\n    signature: {s.signature}")
+
+
+@app.command()
+def score(
+    ctx: typer.Context,
+    model: Annotated[Path, typer.Option("--model", "-m", help="Checkpoint (.pt) written by train.")] = Path(),
+    src: Annotated[Path, typer.Option(help="Source file, one sentence per line.")] = Path(),
+    tgt: Annotated[Path, typer.Option(help="Translations to score, one per line of --src.")] = Path(),
+    fmt: Annotated[
+        Literal["plain", "jsonl"],
+        typer.Option("--format", help="plain: log-prob, per token, normalised (tab-separated); or jsonl."),
+    ] = "plain",
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Output file [default: stdout].")
+    ] = None,
+    batch_tokens: Annotated[
+        int | None, typer.Option(help="Tokens per batch [default: the recipe's train.batch_tokens].")
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+) -> None:
+    """The model's log-probability of given translations (forced decoding), one line per pair."""
+    with _user_errors(ctx):
+        for name, value in (("--model", model), ("--src", src), ("--tgt", tgt)):
+            if str(value) in ("", "."):
+                raise Seq2SeqError(f"{name}: give the file (score --model CKPT --src FILE --tgt FILE)")
+        translator = _load_translator([model], device, "", False)
+        scores = score_files(translator, src, tgt, batch_tokens)
+        with open(output, "w", encoding="utf-8") if output else contextlib.nullcontext(sys.stdout) as sink:
+            for i, s in enumerate(scores):
+                if fmt == "plain":
+                    sink.write(f"{s.log_prob:.4f}\t{s.per_token:.4f}\t{s.normalized:.4f}\n")
+                else:
+                    sink.write(json.dumps({"line": i + 1, **s.as_dict()}) + "\n")
+        _err(f"scored {len(scores)} pair(s)" + (f" -> {output}" if output else ""))
 
 
 @app.command()
