@@ -20,6 +20,7 @@ from seq2seq.bench import format_table, recipe_inputs, run_bench
 from seq2seq.checkpoint import average_checkpoints, save_checkpoint
 from seq2seq.config import Penalty
 from seq2seq.evaluate import METRICS, score_corpus, translate_and_score
+from seq2seq.plot import plot_runs
 from seq2seq.runtime import tune_allocator
 from seq2seq.scoring import score_files
 from seq2seq.textio import LineStats, count_lines, iter_lines, read_lines
@@ -377,6 +378,17 @@ def score(
                 else:
                     sink.write(json.dumps({"line": i + 1, **s.as_dict()}) + "\n")
         _err(f"scored {len(scores)} pair(s)" + (f" -> {output}" if output else ""))
+
+
+@app.command()
+def plot(
+    ctx: typer.Context,
+    runs: Annotated[list[Path], typer.Argument(help="Run directories (each with metrics.jsonl).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="PNG to write.")] = Path("curves.png"),
+) -> None:
+    """Learning curves (losses, BLEU against updates and minutes, learning rate) of runs, as a PNG."""
+    with _user_errors(ctx):
+        typer.echo(f"learning curves of {len(runs)} run(s): {plot_runs(runs, output)}")
 
 
 @app.command()

@@ -32,6 +32,7 @@ from seq2seq.data import ParallelCorpus
 from seq2seq.errors import Seq2SeqError
 from seq2seq.evaluate import bleu
 from seq2seq.model import Seq2Seq, build_model, count_parameters
+from seq2seq.plot import plot_after_validation
 from seq2seq.progress import TrainProgress
 from seq2seq.search import SearchOptions
 from seq2seq.translate import decode_ids, resolve_device
@@ -354,6 +355,7 @@ def train(
             f"BLEU {scores['bleu']:.2f}{' (best)' if better else ''}"
         )
         files.write_log(f"valid step {state.step}: {json.dumps(record)}")
+        plot_after_validation(files.dir)
         keep_checkpoint(metric)
         if better:
             save_checkpoint(files.best, model_payload())
