@@ -20,6 +20,7 @@ from seq2seq.bench import format_table, recipe_inputs, run_bench
 from seq2seq.checkpoint import average_checkpoints, save_checkpoint
 from seq2seq.config import Penalty
 from seq2seq.evaluate import METRICS, score_corpus, translate_and_score
+from seq2seq.export import export_model
 from seq2seq.plot import plot_runs
 from seq2seq.runtime import tune_allocator
 from seq2seq.scoring import score_files
@@ -389,6 +390,19 @@ def plot(
     """Learning curves (losses, BLEU against updates and minutes, learning rate) of runs, as a PNG."""
     with _user_errors(ctx):
         typer.echo(f"learning curves of {len(runs)} run(s): {plot_runs(runs, output)}")
+
+
+@app.command()
+def export(
+    ctx: typer.Context,
+    checkpoint: Annotated[
+        Path, typer.Argument(help="Checkpoint (.pt) to export, e.g. runs/NAME/checkpoints/best.pt.")
+    ],
+    out_dir: Annotated[Path, typer.Argument(help="Folder to write (model.safetensors, config.json, ...).")],
+) -> None:
+    """A folder others load without pickle: safetensors weights, config.json, SentencePiece, model card."""
+    with _user_errors(ctx):
+        typer.echo(f"exported {checkpoint}: {export_model(checkpoint, out_dir)}")
 
 
 @app.command()

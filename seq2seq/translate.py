@@ -23,6 +23,7 @@ from seq2seq.config import Config, Penalty
 from seq2seq.data.batching import FlatSequences, token_batches
 from seq2seq.ensemble import Ensemble
 from seq2seq.errors import Seq2SeqError
+from seq2seq.export import load_pretrained
 from seq2seq.model import Seq2Seq
 from seq2seq.runtime import native_bf16, resolve_device
 from seq2seq.search import DecoderModel, Hypothesis, SearchOptions, search
@@ -124,8 +125,9 @@ class Translator:
         quantize: str = "",
         bf16: bool = False,
     ) -> Translator:
-        """Load a checkpoint once, or several as an `Ensemble` (they must share the tokenizer; decode
-        defaults come from the first). `quantize="int8"` quantizes for CPU use (see `quantize_int8`);
+        """Load a checkpoint (or a folder written by `seq2seq export`) once, or several as an `Ensemble`
+        (they must share the tokenizer; decode defaults come from the first). `quantize="int8"` quantizes
+        for CPU use (see `quantize_int8`);
         `bf16=True` decodes under bf16 autocast where the hardware has native bf16 (see `native_bf16`);
         elsewhere it decodes in fp32 (emulated bf16 is slower, and oneDNN has no bf16 LSTM there): check
         `translator.bf16` for what applies."""
@@ -141,7 +143,7 @@ class Translator:
             raise Seq2SeqError("--quantize int8 is for CPU translation; add --device cpu")
         models, tokenizer, cfg = [], None, None
         for p in paths:
-            model, tok, model_cfg = load_model(p, dev)
+            model, tok, model_cfg = load_pretrained(p, dev) if p.is_dir() else load_model(p, dev)
             if tokenizer is None or cfg is None:
                 tokenizer, cfg = tok, model_cfg
             elif tok.state() != tokenizer.state():
@@ -153,6 +155,13 @@ class Translator:
         assert tokenizer is not None and cfg is not None
         member: Seq2Seq | Ensemble = models[0] if len(models) == 1 else Ensemble(models)
         return cls(member, tokenizer, cfg, dev, bf16 and native_bf16(dev))
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, device: str = "auto", bf16: bool = False) -> Translator:
+        """Load a folder written by `seq2seq export` (safetensors, JSON, SentencePiece: no pickle)."""
+        if not Path(directory).is_dir():
+            raise Seq2SeqError(f"{directory}: not a directory (give a folder written by seq2seq export)")
+        return cls.from_checkpoint(directory, device, bf16=bf16)
 
     def options(
         self,

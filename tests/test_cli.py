@@ -26,11 +26,13 @@ def recipe(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_help_lists_every_subcommand() -> None:
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
-    for command in ("preprocess", "train", "translate", "eval", "bench", "score"):
+    for command in ("preprocess", "train", "translate", "eval", "bench", "score", "plot", "export"):
         assert command in result.output
 
 
-@pytest.mark.parametrize("command", ["preprocess", "train", "translate", "eval", "bench", "average", "score"])
+@pytest.mark.parametrize(
+    "command", ["preprocess", "train", "translate", "eval", "bench", "average", "score", "plot", "export"]
+)
 def test_every_option_is_described(command: str) -> None:
     """Every option and argument carries help text (checked on the command, not on wrapped output)."""
     params = typer.main.get_command(app).commands[command].params  # type: ignore[attr-defined]
