@@ -6,6 +6,7 @@ forget-gate histogram, correlated units) cover every non-empty line when there i
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ import numpy as np
 from seq2seq.errors import Seq2SeqError
 from seq2seq.inspect.figures import corpus_pngs, sentence_pngs
 from seq2seq.inspect.page import corpus_data, render_page, sentence_data
-from seq2seq.inspect.sentence import Trace
+from seq2seq.inspect.sentence import Trace, trace_sentence
 from seq2seq.inspect.stats import CorpusAccumulator, CorpusStats
 
 if TYPE_CHECKING:
@@ -58,22 +59,29 @@ def write_inspection(
     shown: list[tuple[Trace, list[tuple[str, str]]]] = []
     corpus = CorpusAccumulator()
     max_src = translator.cfg.decode.max_src_len
+    own = _own_translations(translator, sentences, beam) if targets is None and len(sentences) > 1 else None
+    opts = translator.options(beam)
     for line, sentence in enumerate(sentences, 1):
         if not sentence.strip():
             notes.append(f"line {line}: empty sentence, skipped")
             continue
         target = None if targets is None else targets[line - 1]
-        trace = translator.inspect(sentence, target, beam=beam, gradients=gradients and len(shown) < figures)
+        trace = trace_sentence(
+            translator.model, translator.tokenizer, sentence, target, opts, max_src,
+            gradients and len(shown) < figures, None if own is None else own[line - 1],
+        )  # fmt: skip
+        if own is not None:  # traced on its own (batch-searched) translation, not on a given target
+            trace = dataclasses.replace(trace, forced=False)
         if trace.truncated:
             notes.append(f"line {line}: longer than decode.max_src_len = {max_src} pieces, truncated")
         corpus.add(trace)
         if len(shown) < figures:
             shown.append((trace, sentence_pngs(trace, out, f"s{len(shown) + 1}-")))
-    if not shown:
+    if not corpus.sentences:
         notes.append("no non-empty sentence to trace")
     stats = corpus.result() if corpus.sentences > 1 else None
     corpus_files = corpus_pngs(stats, out) if stats is not None else []
-    cell = shown[0][0].cell if shown else ""
+    cell = corpus.cell
     if cell and cell != "lstm":
         notes.append(f"this is a {cell.upper()} model: it has no memory cell C_t; its states are h_t")
     data: dict[str, Any] = {
@@ -89,6 +97,14 @@ def write_inspection(
         ["index.html", "trace.npz"] + [f for _, pngs in shown for _, f in pngs] + [f for _, f in corpus_files]
     )
     return InspectReport(index, corpus.sentences, notes, files)
+
+
+def _own_translations(translator: Translator, sentences: Sequence[str], beam: int | None) -> list[list[int]]:
+    """The model's translations as target ids, searched in length-sorted batches (much faster than one
+    search per sentence); the trace then runs forced on them."""
+    pieces_to_id = translator.tokenizer.tgt.piece_to_id
+    results = translator.translate_batch(list(sentences), translator.options(beam))
+    return [[pieces_to_id(p) for p in r.candidates[0].tokens] if r.candidates else [] for r in results]
 
 
 def _arrays(

@@ -67,15 +67,19 @@ def trace_sentence(
     opts: SearchOptions,
     max_src_len: int,
     gradients: bool = False,
+    target_ids: list[int] | None = None,
 ) -> Trace:
-    """Trace one sentence: on `target` if given, else on the model's own search result under `opts`."""
+    """Trace one sentence: on `target` (text) or `target_ids` (without BOS/EOS) if given, else on the
+    model's own search result under `opts`."""
     text = sentence.strip()
     src_ids = tokenizer.encode_src([text])[0] if text else []
     if not src_ids:
         raise Seq2SeqError("empty sentence: there is nothing to trace")
     truncated = len(src_ids) > max_src_len
     src_ids = src_ids[:max_src_len]
-    if target is None:
+    if target_ids is not None:
+        tgt_ids = target_ids
+    elif target is None:
         with torch.inference_mode():
             device = model.output.weight.device
             src = torch.tensor([[*src_ids, EOS]], device=device)
@@ -94,7 +98,7 @@ def trace_sentence(
         [*tokenizer.src_pieces(src_ids), EOS_PIECE],
         [*tokenizer.tgt_pieces(tgt_ids), EOS_PIECE],
         raw.cell,
-        target is not None,
+        target is not None or target_ids is not None,
         truncated,
         arrays,
     )

@@ -34,6 +34,10 @@ class CellWeights(NamedTuple):
     w_hh: torch.Tensor
     b_ih: torch.Tensor
     b_hh: torch.Tensor
+    weight: torch.Tensor
+    """[G * H, H + In] = [W_hh, W_ih], acting on [h_{t-1}, x_t] (joined once, not at every step)."""
+    bias: torch.Tensor
+    """[G * H] = b_ih + b_hh"""
 
 
 def cell_kind(rnn: nn.Module) -> str:
@@ -57,18 +61,14 @@ def cell_weights(rnn: nn.LSTM | nn.GRU | nn.RNN, layer: int, reverse: bool = Fal
     zeros = w_ih.new_zeros(w_ih.size(0))
     b_ih = getattr(rnn, f"bias_ih_{suffix}", None)
     b_hh = getattr(rnn, f"bias_hh_{suffix}", None)
-    return CellWeights(w_ih, w_hh, zeros if b_ih is None else b_ih, zeros if b_hh is None else b_hh)
-
-
-def _joint(w: CellWeights) -> tuple[torch.Tensor, torch.Tensor]:
-    """W = [W_hh, W_ih] acting on [h_{t-1}, x_t], and b = b_ih + b_hh."""
-    return torch.cat([w.w_hh, w.w_ih], dim=1), w.b_ih + w.b_hh
+    b_ih = zeros if b_ih is None else b_ih
+    b_hh = zeros if b_hh is None else b_hh
+    return CellWeights(w_ih, w_hh, b_ih, b_hh, torch.cat([w_hh, w_ih], dim=1), b_ih + b_hh)
 
 
 def lstm_step(x: torch.Tensor, h: torch.Tensor, c: torch.Tensor, w: CellWeights) -> dict[str, torch.Tensor]:
     """One LSTM step -> {f, i, g (= C̃), o, c (= C_t), h}, each [B, H]."""
-    weight, bias = _joint(w)
-    pre = torch.cat([h, x], dim=-1) @ weight.T + bias  # [B, 4H] in torch's order i, f, g, o
+    pre = torch.cat([h, x], dim=-1) @ w.weight.T + w.bias  # [B, 4H] in torch's order i, f, g, o
     i_pre, f_pre, g_pre, o_pre = pre.chunk(4, dim=-1)
     f, i, g, o = torch.sigmoid(f_pre), torch.sigmoid(i_pre), torch.tanh(g_pre), torch.sigmoid(o_pre)
     c_new = f * c + i * g
@@ -79,8 +79,7 @@ def gru_step(x: torch.Tensor, h: torch.Tensor, w: CellWeights) -> dict[str, torc
     """One GRU step -> {r, z, n, h}, each [B, H]. The reset gate scales W_hn h + b_hn (torch's form), so
     n cannot use the joint [h, x] product; r and z do."""
     hidden = h.size(-1)
-    weight, bias = _joint(w)
-    rz = torch.sigmoid(torch.cat([h, x], dim=-1) @ weight[: 2 * hidden].T + bias[: 2 * hidden])
+    rz = torch.sigmoid(torch.cat([h, x], dim=-1) @ w.weight[: 2 * hidden].T + w.bias[: 2 * hidden])
     r, z = rz.chunk(2, dim=-1)
     n_x = x @ w.w_ih[2 * hidden :].T + w.b_ih[2 * hidden :]
     n_h = h @ w.w_hh[2 * hidden :].T + w.b_hh[2 * hidden :]
@@ -90,8 +89,7 @@ def gru_step(x: torch.Tensor, h: torch.Tensor, w: CellWeights) -> dict[str, torc
 
 def rnn_step(x: torch.Tensor, h: torch.Tensor, w: CellWeights) -> dict[str, torch.Tensor]:
     """One tanh RNN step -> {h} [B, H]."""
-    weight, bias = _joint(w)
-    return {"h": torch.tanh(torch.cat([h, x], dim=-1) @ weight.T + bias)}
+    return {"h": torch.tanh(torch.cat([h, x], dim=-1) @ w.weight.T + w.bias)}
 
 
 def step(
