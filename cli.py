@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -18,8 +20,9 @@ from seq2seq import Seq2SeqError, Translator, load_config
 from seq2seq import train as run_train
 from seq2seq.bench import format_table, run_bench
 from seq2seq.checkpoint import average_checkpoints, save_checkpoint
-from seq2seq.evaluate import METRICS, score_corpus
+from seq2seq.evaluate import METRICS, parse_metrics, require_lines, score_corpus
 from seq2seq.inspect.report import write_inspection
+from seq2seq.outputs import NamedWriter, atomic_output, os_error_line, refuse_overwriting_inputs
 from seq2seq.runtime import tune_allocator
 from seq2seq.textio import LineStats, count_lines, iter_lines, read_lines
 from seq2seq.translate import Translation
@@ -43,6 +46,21 @@ def _err(line: str) -> None:
     typer.echo(line, err=True)
 
 
+def _print(text: str) -> None:
+    """A result on stdout; a failed write (a full disk, a closed pipe) is a one-line error naming it."""
+    try:
+        typer.echo(text)
+    except OSError as exc:
+        raise Seq2SeqError(os_error_line(exc, "<stdout>")) from None
+
+
+def _check_finite(**options: float | None) -> None:
+    """NaN or infinity for a float option is an error naming it (`length_penalty` -> `--length-penalty`)."""
+    for name, value in options.items():
+        if value is not None and not math.isfinite(value):
+            raise Seq2SeqError(f"--{name.replace('_', '-')}: must be a finite number, got {value}")
+
+
 @contextlib.contextmanager
 def _user_errors(ctx: typer.Context) -> Iterator[None]:
     """One line and a non-zero exit for the user's mistakes; a traceback only with --debug."""
@@ -62,7 +80,11 @@ def _user_errors(ctx: typer.Context) -> Iterator[None]:
     except OSError as exc:
         if debug:
             raise
-        _err(f"error: {exc.filename or ''}: {exc.strerror or exc}")
+        _err(
+            f"error: {exc.filename}: {exc.strerror or exc}"
+            if exc.filename
+            else f"error: {exc.strerror or exc}"
+        )
         raise typer.Exit(2) from None
 
 
@@ -93,18 +115,20 @@ def preprocess(
     with _user_errors(ctx):
         cfg = load_config(recipe, set_ or [])
         out_dir = out or Path("runs") / recipe.stem / "data"
+        if out_dir.exists() and not out_dir.is_dir():
+            raise Seq2SeqError(f"--out {out_dir}: is a file, expected a directory")
         from seq2seq.data import preprocess as run_preprocess  # imports `datasets`: only when needed
         from seq2seq.data import report_table
 
         result = run_preprocess(cfg, out_dir, log=_err, force=force)
         if not result.cached:
-            typer.echo(report_table(result.manifest))
+            _print(report_table(result.manifest))
             vocab = result.manifest["vocab"]
-            typer.echo(
+            _print(
                 f"vocabulary: source {vocab['src']}, target {vocab['tgt']}; "
                 f"{result.manifest['seconds']:.1f} s"
             )
-        typer.echo(f"preprocessed data: {out_dir}")
+        _print(f"preprocessed data: {out_dir}")
 
 
 @app.command()
@@ -141,6 +165,8 @@ def _load_translator(model: Path, device: str, quantize: str, bf16: bool) -> Tra
 def _open_input(path: Path | None) -> tuple[IO[bytes], str]:
     if path is None or str(path) == "-":
         return sys.stdin.buffer, "<stdin>"
+    if path.is_dir():
+        raise Seq2SeqError(f"{path}: is a directory, expected a text file (one sentence per line)")
     if not path.is_file():
         raise Seq2SeqError(f"{path}: input file not found")
     return open(path, "rb"), str(path)
@@ -241,6 +267,9 @@ def translate(
         for name, number in (("--min-len", min_len), ("--max-len-a", max_len_a), ("--max-len-b", max_len_b)):
             if number is not None and number < 0:
                 raise Seq2SeqError(f"{name}: must not be negative, got {number}")
+        _check_finite(length_penalty=length_penalty, max_len_a=max_len_a)
+        stdin = Path("/dev/stdin") if input_ is None or str(input_) == "-" else None  # `-o x < x`
+        refuse_overwriting_inputs([("--output", output), ("--attention", attention)], [input_, stdin, model])
         translator = _load_translator(model, device, quantize, bf16)
         opts = translator.options(
             beam=beam, n_best=n_best, length_penalty=length_penalty, max_len_a=max_len_a, max_len_b=max_len_b,
@@ -253,8 +282,9 @@ def translate(
             stream, name = _open_input(input_)
             if stream is not sys.stdin.buffer:
                 stack.enter_context(stream)
-            sink = stack.enter_context(open(output, "w", encoding="utf-8")) if output else sys.stdout
-            align = stack.enter_context(open(attention, "w", encoding="utf-8")) if attention else None
+            stdout = NamedWriter(sys.stdout, "<stdout>")
+            sink = stack.enter_context(atomic_output(output)) if output else stdout
+            align = stack.enter_context(atomic_output(attention)) if attention else None
             interactive = stream is sys.stdin.buffer and sys.stdin.isatty()
             show_bar = console.is_terminal and stream is not sys.stdin.buffer and output is not None
             bar = stack.enter_context(Progress(console=console, disable=not show_bar, transient=True))
@@ -314,8 +344,10 @@ def evaluate(
             raise Seq2SeqError(f"--format: {fmt!r} is not one of 'table', 'json'")
         if (hyp is None) == (model is None):
             raise Seq2SeqError("give either --hyp FILE, or --model CKPT with --src FILE")
-        names = [m.strip() for m in metrics.split(",") if m.strip()]
+        names = parse_metrics(metrics)
+        refuse_overwriting_inputs([("--output", output)], [ref, hyp, src, model])
         refs = read_lines(ref)
+        require_lines(refs, str(ref))
         if model is not None:
             if src is None:
                 raise Seq2SeqError("--model needs --src FILE (the source side of --ref)")
@@ -323,14 +355,16 @@ def evaluate(
             if len(sources) != len(refs):
                 raise Seq2SeqError(f"{src} has {len(sources)} lines but {ref} has {len(refs)}")
             translator = _load_translator(model, device, quantize, bf16)
-            start = time.perf_counter()
-            hyps = translator.translate(sources, beam=beam)
-            _err(
-                f"translated {len(sources)} lines in {time.perf_counter() - start:.1f} s "
-                f"(beam {translator.options(beam=beam).beam})"
-            )
-            if output is not None:
-                output.write_text("".join(h + "\n" for h in hyps), encoding="utf-8")
+            with contextlib.ExitStack() as stack:  # an unwritable --output fails before translating
+                out = stack.enter_context(atomic_output(output)) if output is not None else None
+                start = time.perf_counter()
+                hyps = translator.translate(sources, beam=beam)
+                _err(
+                    f"translated {len(sources)} lines in {time.perf_counter() - start:.1f} s "
+                    f"(beam {translator.options(beam=beam).beam})"
+                )
+                if out is not None:
+                    out.write("".join(h + "\n" for h in hyps))
             hyp_name = f"translations of {src}"
         else:
             assert hyp is not None
@@ -339,10 +373,9 @@ def evaluate(
             hyps, refs, names, lowercase=lowercase, tokenize=tokenize, names=(hyp_name, str(ref))
         )
         if fmt == "json":
-            typer.echo(json.dumps([s.as_dict() for s in scores], indent=2))
+            _print(json.dumps([s.as_dict() for s in scores], indent=2))
         else:
-            for s in scores:
-                typer.echo(f"{s.text}\n    signature: {s.signature}")
+            _print("\n".join(f"{s.text}\n    signature: {s.signature}" for s in scores))
 
 
 @app.command()
@@ -359,8 +392,9 @@ def average(
     with _user_errors(ctx):
         if str(output) in ("", "."):
             raise Seq2SeqError("--output: give the file to write the averaged model to")
+        refuse_overwriting_inputs([("--output", output)], checkpoints)
         save_checkpoint(output, average_checkpoints(checkpoints))
-        typer.echo(f"averaged {len(checkpoints)} checkpoints: {output}")
+        _print(f"averaged {len(checkpoints)} checkpoints: {output}")
 
 
 @app.command()
@@ -420,13 +454,15 @@ def bench(
                 ref = ref or Path(f"{cfg.data.test}.{cfg.data.tgt_lang}")
         if model is not None and src is None:
             raise Seq2SeqError("--model needs --src FILE (sentences to decode)")
+        refuse_overwriting_inputs([("--json", json_out)], [recipe, model, src, ref])
         result = run_bench(cfg, data, model, src, ref, warmup=warmup, steps=steps, batch_tokens=batch_tokens,
                            device=device, log=_err)  # fmt: skip
         if model is None:
             _err("no checkpoint given: decoding not measured (pass --model CKPT --src FILE)")
-        typer.echo(format_table(result))
+        _print(format_table(result))
         if json_out is not None:
-            json_out.write_text(result.to_json() + "\n", encoding="utf-8")
+            with atomic_output(json_out) as out:
+                out.write(result.to_json() + "\n")
             _err(f"figures written to {json_out}")
 
 
@@ -469,8 +505,72 @@ def inspect(
         typer.echo(f"inspected {report.traced} sentence(s): {report.index} ({len(report.files)} files)")
 
 
+@app.command()
+def serve(
+    ctx: typer.Context,
+    model: Annotated[
+        list[str],
+        typer.Option("--model", "-m", help="CKPT or NAME=CKPT (repeatable; the first is the default)."),
+    ],
+    host: Annotated[str, typer.Option(help="Address to bind (loopback by default).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    api_key: Annotated[
+        str,
+        typer.Option(envvar="SEQ2SEQ_API_KEY", help="Require Authorization: Bearer KEY (all but /health)."),
+    ] = "",
+    max_body_bytes: Annotated[int, typer.Option(help="Largest request body (413).")] = 1 << 20,
+    max_lines: Annotated[int, typer.Option(help="Lines per request (422).")] = 256,
+    max_line_chars: Annotated[int, typer.Option(help="Characters per line (422).")] = 2000,
+    max_beam: Annotated[int, typer.Option(help="Largest beam a request may ask for (422).")] = 16,
+    max_queue: Annotated[int, typer.Option(help="Requests waiting per model (503 when full).")] = 256,
+    batch_tokens: Annotated[int, typer.Option(help="Source tokens x beam merged into one search.")] = 12000,
+    max_wait_ms: Annotated[float, typer.Option(help="Wait for more requests to join a batch.")] = 5.0,
+    request_timeout: Annotated[float, typer.Option(help="Seconds before a request gets 504.")] = 30.0,
+    body_timeout: Annotated[float, typer.Option(help="Seconds to receive a body before 408.")] = 10.0,
+    access_log: Annotated[bool, typer.Option(help="JSON-lines access log on stderr.")] = True,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    quantize: Annotated[str, typer.Option(help="int8: dynamic int8 quantization for CPU (faster).")] = "",
+    bf16: Annotated[bool, typer.Option("--bf16", help=BF16_HELP)] = False,
+) -> None:
+    """Serve translations over HTTP with dynamic batching (POST /v1/translate, GET / for a page)."""
+    with _user_errors(ctx):
+        _check_finite(max_wait_ms=max_wait_ms, request_timeout=request_timeout, body_timeout=body_timeout)
+        try:
+            from seq2seq.serve import ServeOptions, load_translators, parse_model_specs, run_server
+        except ImportError as exc:
+            raise Seq2SeqError(
+                f"serve needs the serve extra ({exc.name} missing): pip install 'seq2seq[serve]'"
+            ) from None
+        opts = ServeOptions(
+            max_body_bytes=max_body_bytes, max_lines=max_lines, max_line_chars=max_line_chars,
+            max_beam=max_beam, max_queue=max_queue, batch_tokens=batch_tokens, max_wait_ms=max_wait_ms,
+            request_timeout_s=request_timeout, body_timeout_s=body_timeout, api_key=api_key,
+        )  # fmt: skip
+        translators = load_translators(parse_model_specs(model), device, quantize, bf16)
+        if bf16 and not any(t.bf16 for t in translators.values()):
+            _err("warning: no native bf16 arithmetic here: --bf16 ignored, decoding in fp32")
+        if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
+            _err(f"warning: listening on {host} without --api-key: anyone who can reach it can use it")
+        _err(f"serving {', '.join(translators)} on http://{host}:{port} (SIGTERM or Ctrl-C to stop)")
+        run_server(translators, host, port, opts, sys.stderr if access_log else None)
+        _err("stopped")
+
+
 def main() -> None:
-    app()
+    try:
+        app()
+    finally:
+        _drop_unwritable_stdout()
+
+
+def _drop_unwritable_stdout() -> None:
+    """After stdout failed (a full disk, a closed pipe) the error was reported: send the unwritten rest to
+    /dev/null so Python's own flush at exit adds no second message."""
+    try:
+        sys.stdout.flush()
+    except OSError:
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 if __name__ == "__main__":

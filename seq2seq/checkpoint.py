@@ -68,17 +68,52 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return payload
 
 
+def check_model_entries(path: Path, payload: dict[str, Any]) -> None:
+    """The entries a model needs (`config`, `tokenizer`, `model`) are there and are mappings."""
+    for entry in ("config", "tokenizer", "model"):
+        if not isinstance(payload.get(entry), dict):
+            found = "missing" if entry not in payload else f"{type(payload[entry]).__name__}, not a mapping"
+            raise Seq2SeqError(
+                f"{path}: not a loadable seq2seq checkpoint (its '{entry}' entry is {found}); "
+                "pass a .pt file from a run's checkpoints/ directory"
+            )
+
+
 def load_model(path: Path, device: str | torch.device = "cpu") -> tuple[Seq2Seq, Tokenizer, Config]:
     """Model (in eval mode, on `device`), tokenizer and config from a checkpoint."""
     payload = load_checkpoint(path)
+    check_model_entries(path, payload)
     try:
         cfg = config_from_dict(payload["config"], f"{path} (config)")
-        tokenizer = Tokenizer.from_state(payload["tokenizer"])
+        tokenizer = Tokenizer.from_state(payload["tokenizer"], f"{path} (tokenizer)")
         model = build_model(cfg.model, tokenizer.src_vocab_size, tokenizer.tgt_vocab_size)
         model.load_state_dict(payload["model"])
     except (KeyError, RuntimeError) as exc:
-        raise Seq2SeqError(f"{path}: damaged checkpoint ({str(exc).splitlines()[0][:160]})") from None
+        reason = " ".join(str(exc).split())  # torch's state_dict errors span lines; the first says little
+        raise Seq2SeqError(f"{path}: damaged checkpoint ({reason[:200]})") from None
     return model.to(device).eval(), tokenizer, cfg
+
+
+def _check_same_weights(paths: list[Path], payloads: list[dict[str, Any]]) -> None:
+    """Every checkpoint holds tensors of the same names and shapes as the last one."""
+    for path, payload in zip(paths, payloads, strict=True):
+        for name, tensor in payload["model"].items():
+            if not isinstance(tensor, torch.Tensor):
+                raise Seq2SeqError(f"{path}: damaged checkpoint (weight {name!r} is not a tensor)")
+    reference = payloads[-1]["model"]
+    for path, payload in zip(paths, payloads, strict=True):
+        weights = payload["model"]
+        for name in sorted(reference.keys() ^ weights.keys()):
+            raise Seq2SeqError(
+                f"{path} and {paths[-1]} hold different weights ({name!r} is in one only); "
+                "average one run's checkpoints"
+            )
+        for name, tensor in reference.items():
+            if weights[name].shape != tensor.shape:
+                raise Seq2SeqError(
+                    f"{path}: weight {name!r} has shape {tuple(weights[name].shape)}, "
+                    f"{tuple(tensor.shape)} in {paths[-1]}; average one run's checkpoints"
+                )
 
 
 def average_checkpoints(paths: list[Path]) -> dict[str, Any]:
@@ -90,12 +125,15 @@ def average_checkpoints(paths: list[Path]) -> dict[str, Any]:
     if not paths:
         raise Seq2SeqError("average: give at least one checkpoint")
     payloads = [load_checkpoint(p) for p in paths]
+    for path, payload in zip(paths, payloads, strict=True):
+        check_model_entries(path, payload)
     last = payloads[-1]
     for path, payload in zip(paths, payloads, strict=True):
         if payload.get("config") != last.get("config"):
             raise Seq2SeqError(
                 f"{path}: trained with another config than {paths[-1]}; average one run's checkpoints"
             )
+    _check_same_weights(paths, payloads)
     averaged: dict[str, torch.Tensor] = {}
     for name, tensor in last["model"].items():
         if tensor.is_floating_point():

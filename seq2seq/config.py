@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -290,9 +291,12 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
         if isinstance(value, bool):
             raise Seq2SeqError(f"{where}: expected a number, got {value!r}")
         try:
-            return float(value)
-        except (TypeError, ValueError):
+            number = float(value)
+        except (TypeError, ValueError, OverflowError):
             raise Seq2SeqError(f"{where}: expected a number, got {value!r}") from None
+        if not math.isfinite(number):
+            raise Seq2SeqError(f"{where}: must be a finite number, got {value!r}")
+        return number
     if typ is str:
         if value is None:
             return ""
@@ -509,12 +513,25 @@ def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> Confi
         raw = loaded
         _resolve_paths(raw, path.parent)
     extra = parse_overrides(overrides)
-    for name in extra:
-        if name not in _SECTIONS:
-            raise Seq2SeqError(f"--set: unknown section '{name}'{_closest(name, list(_SECTIONS))}")
+    _check_overrides(extra)
     if extra.get("data"):
         _resolve_paths({"data": extra["data"]}, Path.cwd())
+    if extra and path is not None:
+        where = f"{where} with --set"  # a cross-field error may come from either
     return config_from_dict(_merge(raw, extra), where)
+
+
+def _check_overrides(extra: Mapping[str, Mapping[str, Any]]) -> None:
+    """Each `--set` key and value on its own, so an error blames `--set section.key`, not the recipe."""
+    for name, values in extra.items():
+        if name not in _SECTIONS:
+            raise Seq2SeqError(f"--set: unknown section '{name}'{_closest(name, list(_SECTIONS))}")
+        types_ = _section_types(_SECTIONS[name])
+        for key, value in values.items():
+            where = f"--set {name}.{key}"
+            if key not in types_:
+                raise Seq2SeqError(f"{where}: unknown key '{key}'{_closest(key, list(types_))}")
+            _validate(f"{name}.{key}", _coerce(value, types_[key], where), where)
 
 
 def replace(cfg: Config, **sections: Mapping[str, Any]) -> Config:

@@ -43,6 +43,23 @@ def _metric(name: str, lowercase: bool, tokenize: str | None) -> BLEU | CHRF | T
     raise Seq2SeqError(f"--metrics: unknown metric {name!r} (choose from {', '.join(METRICS)})")
 
 
+def parse_metrics(text: str) -> tuple[str, ...]:
+    """`"bleu, chrf"` -> `("bleu", "chrf")`; an empty list or an unknown name is an error naming --metrics."""
+    names = tuple(name.strip().lower() for name in text.split(",") if name.strip())
+    if not names:
+        raise Seq2SeqError(f"--metrics: give at least one of {', '.join(METRICS)}, got {text!r}")
+    for name in names:
+        if name not in METRICS:
+            raise Seq2SeqError(f"--metrics: unknown metric {name!r} (choose from {', '.join(METRICS)})")
+    return names
+
+
+def require_lines(lines: Sequence[str], name: str) -> None:
+    """sacrebleu cannot score an empty corpus: say which file is empty."""
+    if not lines:
+        raise Seq2SeqError(f"{name}: no lines to score (the file is empty)")
+
+
 def score_corpus(
     hypotheses: Sequence[str],
     references: Sequence[str],
@@ -57,6 +74,9 @@ def score_corpus(
             f"{names[0]} has {len(hypotheses)} lines but {names[1]} has {len(references)}: "
             "scores need one hypothesis per reference line"
         )
+    require_lines(references, names[1])
+    if not metrics:
+        raise Seq2SeqError(f"--metrics: give at least one of {', '.join(METRICS)}")
     if tokenize is not None and tokenize not in BLEU.TOKENIZERS:
         raise Seq2SeqError(f"--tokenize: {tokenize!r} is not one of {', '.join(BLEU.TOKENIZERS)}")
     scores = []

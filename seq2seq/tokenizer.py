@@ -132,11 +132,15 @@ class Tokenizer:
         return {"src": self.src_model, "tgt": self.tgt_model}
 
     @classmethod
-    def from_state(cls, state: dict[str, bytes | None]) -> Tokenizer:
-        src = state["src"]
+    def from_state(cls, state: dict[str, bytes | None], where: str = "tokenizer state") -> Tokenizer:
+        """The tokenizer saved by `state()`; `where` (e.g. the checkpoint) starts every error message."""
+        src, tgt = state.get("src"), state.get("tgt")
         if not isinstance(src, bytes):
-            raise Seq2SeqError("tokenizer state has no source model")
-        return cls(src, state.get("tgt"))
+            raise Seq2SeqError(f"{where}: has no source SentencePiece model")
+        if tgt is not None and not isinstance(tgt, bytes):
+            raise Seq2SeqError(f"{where}: the target SentencePiece model is not bytes")
+        names = (f"{where}: source SentencePiece model", f"{where}: target SentencePiece model")
+        return cls(src, tgt, names)
 
 
 def _chain(*parts: Iterable[str]) -> Iterator[str]:

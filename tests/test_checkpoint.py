@@ -87,6 +87,33 @@ def test_average_checkpoints(tmp_path: Path) -> None:
         average_checkpoints([tmp_path / "0.pt", tmp_path / "other.pt"])
 
 
+@pytest.mark.parametrize(
+    ("first", "message"),
+    [
+        ({"model": {"w": torch.zeros(3)}}, "{d}/0.pt: weight 'w' has shape (3,), (2,) in {d}/1.pt"),
+        (
+            {"model": {"v": torch.zeros(2)}},
+            "{d}/0.pt and {d}/1.pt hold different weights ('v' is in one only)",
+        ),
+        ({"model": {"w": "x"}}, "{d}/0.pt: damaged checkpoint (weight 'w' is not a tensor)"),
+        ({"model": None}, "{d}/0.pt: not a loadable seq2seq checkpoint (its 'model' entry is NoneType"),
+        (
+            {"tokenizer": None},
+            "{d}/0.pt: not a loadable seq2seq checkpoint (its 'tokenizer' entry is NoneType",
+        ),
+    ],
+)
+def test_averaging_mismatched_checkpoints_names_them(
+    tmp_path: Path, first: dict[str, object], message: str
+) -> None:
+    good = {"config": {"model": {}}, "tokenizer": {}, "model": {"w": torch.zeros(2)}}
+    save_checkpoint(tmp_path / "0.pt", {**good, **first})
+    save_checkpoint(tmp_path / "1.pt", good)
+    with pytest.raises(Seq2SeqError, match=None) as info:
+        average_checkpoints([tmp_path / "0.pt", tmp_path / "1.pt"])
+    assert str(info.value).startswith(message.format(d=tmp_path))
+
+
 def test_averaged_model_translates(tmp_path: Path, trained) -> None:
     from typer.testing import CliRunner
 

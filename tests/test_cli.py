@@ -1,6 +1,8 @@
 """The command line end to end: preprocess -> train -> translate -> eval on a tiny generated corpus."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -107,6 +109,33 @@ def test_end_to_end(recipe: Path, tmp_path: Path) -> None:
         (["eval", "--ref", "{two}", "--hyp", "{three}"], "has 3 lines but"),
         (["eval", "--ref", "{two}"], "give either --hyp FILE, or --model CKPT"),
         (["eval", "--ref", "nothere.txt", "--hyp", "{two}"], "nothere.txt: file not found"),
+        # issue 15: an output that is an input, non-finite numbers, empty files, messages
+        (["translate", "-m", "{garbage}", "{two}", "-o", "{two}"], "--output {two}: is the input file"),
+        (
+            ["translate", "-m", "{garbage}", "{two}", "--attention", "{two}"],
+            "--attention {two}: is the input",
+        ),
+        (["translate", "-m", "{garbage}", "{two}", "-o", "{garbage}"], "is the input file {garbage}"),
+        (["translate", "-m", "{garbage}", "-o", "{dir}"], "--output {dir}: is a directory"),
+        (["translate", "-m", "{garbage}", "--length-penalty", "nan"], "--length-penalty: must be a finite"),
+        (["translate", "-m", "{garbage}", "--length-penalty", "inf"], "--length-penalty: must be a finite"),
+        (["translate", "-m", "{garbage}", "--max-len-a", "nan"], "--max-len-a: must be a finite number"),
+        (["eval", "--ref", "{empty}", "--hyp", "{empty}"], "{empty}: no lines to score"),
+        (["eval", "--ref", "{empty}", "-m", "{garbage}", "--src", "{empty}"], "{empty}: no lines to score"),
+        (["eval", "--ref", "{dir}", "--hyp", "{two}"], "{dir}: is a directory"),
+        (["eval", "--ref", "{two}", "--hyp", "{two}", "--metrics", ","], "--metrics: give at least one"),
+        (["eval", "--ref", "{two}", "--hyp", "{two}", "--metrics", "bleu,rouge"], "unknown metric 'rouge'"),
+        (["eval", "--ref", "{two}", "-m", "{garbage}", "--src", "{two}", "-o", "{two}"], "is the input file"),
+        (["average", "{garbage}", "-o", "{garbage}"], "--output {garbage}: is the input file"),
+        (["serve", "-m", "{garbage}", "--max-wait-ms", "nan"], "--max-wait-ms: must be a finite number"),
+        (["serve", "-m", "{garbage}", "--request-timeout", "inf"], "--request-timeout: must be a finite"),
+        (["preprocess", "{recipe}", "--out", "{two}"], "--out {two}: is a file, expected a directory"),
+        (["preprocess", "{recipe}", "--set", "train.lr=nan"], "error: --set train.lr: must be a finite"),
+        (
+            ["preprocess", "{recipe}", "--set", "train.clip_norm=.inf"],
+            "error: --set train.clip_norm: must be",
+        ),
+        (["preprocess", "{recipe}", "--set", "train.lr=abc"], "error: --set train.lr: expected a number"),
     ],
 )
 def test_bad_input_is_one_line_without_traceback(
@@ -116,16 +145,20 @@ def test_bad_input_is_one_line_without_traceback(
     garbage.write_bytes(b"not a checkpoint")
     (tmp_path / "two.txt").write_text("a\nb\n")
     (tmp_path / "three.txt").write_text("a\nb\nc\n")
+    (tmp_path / "empty.txt").write_text("")
     names = {
         "recipe": recipe,
         "garbage": garbage,
         "two": tmp_path / "two.txt",
         "three": tmp_path / "three.txt",
+        "empty": tmp_path / "empty.txt",
+        "dir": tmp_path,
     }
     result = runner.invoke(app, [a.format(**names) for a in args])
     assert result.exit_code == 2
-    assert message in result.stderr
+    assert message.format(**names) in result.stderr
     assert "Traceback" not in result.output and len(result.stderr.strip().splitlines()) == 1
+    assert (tmp_path / "two.txt").read_text() == "a\nb\n" and garbage.read_bytes() == b"not a checkpoint"
 
 
 def test_debug_shows_the_traceback() -> None:
@@ -189,3 +222,126 @@ def test_translate_bf16_falls_back_to_fp32_without_native_bf16(
     assert result.exit_code == 0, result.output
     assert len(result.stdout.splitlines()) == 3
     assert ("no native bf16" in result.stderr) is not native
+
+
+def _hostile_checkpoint(checkpoint: Path, path: Path, **entries: object) -> Path:
+    payload = torch.load(checkpoint, weights_only=True)
+    torch.save({**payload, **entries}, path)
+    return path
+
+
+HOSTILE = [
+    ({"config": None}, "{ckpt}: not a loadable seq2seq checkpoint (its 'config' entry is NoneType"),
+    ({"tokenizer": None}, "{ckpt}: not a loadable seq2seq checkpoint (its 'tokenizer' entry is"),
+    ({"model": [1, 2]}, "{ckpt}: not a loadable seq2seq checkpoint (its 'model' entry is list"),
+    ({"tokenizer": {"src": b"junk", "tgt": None}}, "{ckpt} (tokenizer): source SentencePiece model: not a"),
+    ({"tokenizer": {"src": None}}, "{ckpt} (tokenizer): has no source SentencePiece model"),
+]
+
+
+@pytest.mark.parametrize(
+    ("command", "entries", "message"),
+    [("translate", *case) for case in HOSTILE] + [("average", *case) for case in HOSTILE[:3]],
+)
+def test_hostile_checkpoints_are_named(
+    checkpoint: Path, tmp_path: Path, command: str, entries: dict[str, object], message: str
+) -> None:
+    ckpt = _hostile_checkpoint(checkpoint, tmp_path / "hostile.pt", **entries)
+    args = (
+        ["translate", "-m", str(ckpt)] if command == "translate" else ["average", str(checkpoint), str(ckpt)]
+    )
+    result = runner.invoke(app, [*args, "-o", str(tmp_path / "out")], input="1\n")
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error: " + message.format(ckpt=ckpt))
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_directory_as_input_says_so(checkpoint: Path, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["translate", "-m", str(checkpoint), str(tmp_path)])
+    assert result.exit_code == 2
+    assert (
+        result.stderr.strip()
+        == f"error: {tmp_path}: is a directory, expected a text file (one sentence per line)"
+    )
+
+
+@pytest.mark.parametrize("command", ["translate", "translate-attention", "eval"])
+def test_a_full_disk_names_the_file_and_keeps_the_old_output(
+    checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str
+) -> None:
+    from tests.test_outputs import fill_disk
+
+    source, out = tmp_path / "in.txt", tmp_path / "out.txt"
+    source.write_text("21\n4721\n7\n", encoding="utf-8")
+    out.write_text("old\n")
+    fill_disk(monkeypatch, room=0 if command == "eval" else 1)  # translate fails after its first line
+    args = {
+        "translate": ["translate", "-m", str(checkpoint), str(source), "-o", str(out), "--chunk-lines", "1"],
+        "translate-attention": ["translate", "-m", str(checkpoint), str(source), "--attention", str(out)],
+        "eval": ["eval", "-m", str(checkpoint), "--src", str(source), "--ref", str(source), "-o", str(out)],
+    }[command]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip().splitlines()[-1] == f"error: {out}: No space left on device"
+    assert "Traceback" not in result.output
+    assert out.read_text() == "old\n" and sorted(p.name for p in tmp_path.iterdir()) == ["in.txt", "out.txt"]
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full")
+@pytest.mark.parametrize("command", ["eval", "translate"])
+def test_a_full_stdout_is_one_line(checkpoint: Path, tmp_path: Path, command: str) -> None:
+    text = tmp_path / "two.txt"
+    text.write_text("21\n7\n", encoding="utf-8")
+    args = {
+        "eval": ["eval", "--ref", str(text), "--hyp", str(text), "--metrics", "chrf"],
+        "translate": ["translate", "-m", str(checkpoint), str(text), "--beam", "1"],
+    }[command]
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            [sys.executable, "-m", "cli", *args],
+            cwd=Path(__file__).resolve().parents[1],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            check=False,
+        )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == "error: <stdout>: No space left on device"
+    assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr
+
+
+def test_an_unwritable_eval_output_fails_before_translating(checkpoint: Path, tmp_path: Path) -> None:
+    text, out = tmp_path / "two.txt", tmp_path / "missing" / "out.txt"
+    text.write_text("21\n7\n", encoding="utf-8")
+    args = ["eval", "-m", str(checkpoint), "--src", str(text), "--ref", str(text), "-o", str(out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert result.stderr.strip() == f"error: {out}: No such file or directory"  # no "translated ..." line
+
+
+@pytest.mark.parametrize("case", ["output is stdin", "output is /dev/stdout"])
+def test_special_outputs(checkpoint: Path, tmp_path: Path, case: str) -> None:
+    text = tmp_path / "in.txt"
+    text.write_text("21\n7\n", encoding="utf-8")
+    output = str(text) if case == "output is stdin" else "/dev/stdout"
+    with open(text, "rb") as stdin:
+        done = subprocess.run(
+            [sys.executable, "-m", "cli", "translate", "-m", str(checkpoint), "--beam", "1", "-o", output],
+            cwd=Path(__file__).resolve().parents[1],
+            stdin=stdin,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    assert text.read_text(encoding="utf-8") == "21\n7\n"
+    if case == "output is stdin":
+        assert done.returncode == 2
+        assert (
+            done.stderr.strip()
+            == f"error: --output {text}: is the input file /dev/stdin; write the output to another file"
+        )
+    else:  # a device is written in place, never replaced by a renamed file
+        assert (
+            done.returncode == 0 and len(done.stdout.splitlines()) == 2 and Path("/dev/stdout").is_symlink()
+        )

@@ -36,6 +36,11 @@ def write(tmp_path: Path, text: str) -> Path:
         ("model:\n  share_embeddings: true\ntokenizer:\n  joint: false\n", "needs tokenizer.joint"),
         ("model:\n  bridge: last\n  enc_layers: 2\n", "bridge 'last' needs equal"),
         ("model:\n  dropout: 1.0\n", "model.dropout must be in [0, 1)"),
+        ("train:\n  clip_norm: .nan\n", "train.clip_norm: must be a finite number, got nan"),
+        ("train:\n  lr: .inf\n", "train.lr: must be a finite number, got inf"),
+        ("train:\n  max_minutes: 1e999\n", "train.max_minutes: must be a finite number"),
+        ("decode:\n  length_penalty: -.inf\n", "decode.length_penalty: must be a finite number"),
+        ("decode:\n  max_len_a: nan\n", "decode.max_len_a: must be a finite number, got 'nan'"),
     ],
 )
 def test_bad_recipes_name_the_key(tmp_path: Path, text: str, message: str) -> None:
@@ -105,3 +110,23 @@ def test_reference_recipe_documents_every_key() -> None:
         assert set(reference[section]) == set(values), section
         for key, value in values.items():
             assert reference[section][key] == value, f"{section}.{key}"
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.lr=nan", "--set train.lr: must be a finite number, got 'nan'"),
+        ("train.clip_norm=inf", "--set train.clip_norm: must be a finite number"),
+        ("train.lr=fast", "--set train.lr: expected a number, got 'fast'"),
+        ("train.lr=-1", "--set train.lr: must not be negative"),
+        ("model.hiden=3", "--set model.hiden: unknown key 'hiden'"),
+        ("model.cell=rnn", "--set model.cell: 'rnn' is not one of"),
+        ("modle.cell=gru", "--set: unknown section 'modle'"),
+        ("model.attention=dot", "recipe.yaml with --set: model.attention 'dot' needs"),  # recipe + override
+    ],
+)
+def test_override_errors_blame_the_override(tmp_path: Path, override: str, message: str) -> None:
+    recipe = write(tmp_path, "model:\n  enc_hidden: 32\n  dec_hidden: 48\n")
+    with pytest.raises(Seq2SeqError, match=None) as info:
+        load_config(recipe, [override])
+    assert str(info.value).startswith(message.replace("recipe.yaml", str(recipe)))

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from seq2seq.errors import Seq2SeqError
-from seq2seq.evaluate import score_corpus
+from seq2seq.evaluate import METRICS, parse_metrics, score_corpus
 
 HYPS = ["The cat sat on the mat.", "a b c d", "", "Zwei Männer stehen am Herd.", "It's 5 o'clock!"]
 REFS = ["The cat sat on a mat.", "a b c e", "nothing", "Zwei Männer stehen an einem Herd.", "it is 5 o'clock"]
@@ -59,3 +59,29 @@ def test_line_count_mismatch_names_both_counts() -> None:
 def test_bad_options(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(Seq2SeqError, match=message):
         score_corpus(["a"], ["a"], **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("bleu", ("bleu",)),
+        (" BLEU , chrf,", ("bleu", "chrf")),
+        (",".join(METRICS), METRICS),
+        (",", "--metrics: give at least one of bleu, chrf, ter"),
+        ("", "--metrics: give at least one"),
+        ("bleu,rouge", "--metrics: unknown metric 'rouge'"),
+    ],
+)
+def test_parse_metrics(text: str, expected: tuple[str, ...] | str) -> None:
+    if isinstance(expected, tuple):
+        assert parse_metrics(text) == expected
+        return
+    with pytest.raises(Seq2SeqError, match=None) as info:
+        parse_metrics(text)
+    assert str(info.value).startswith(expected)
+
+
+@pytest.mark.parametrize(("hyps", "metrics"), [([], METRICS), (["a"], ())])
+def test_nothing_to_score_is_an_error(hyps: list[str], metrics: tuple[str, ...]) -> None:
+    with pytest.raises(Seq2SeqError, match="ref.txt: no lines to score|--metrics: give at least one"):
+        score_corpus(hyps, hyps, metrics, names=("hyp.txt", "ref.txt"))

@@ -164,3 +164,11 @@ def test_cli_inspect(trained: TrainResult, tmp_path: Path) -> None:
     empty = runner.invoke(app, ["inspect", "--model", ckpt, "", "--out", str(tmp_path / "e")])
     assert empty.exit_code == 0 and "note: line 1: empty sentence, skipped" in empty.output
     assert (tmp_path / "e" / "index.html").is_file()
+
+
+def test_every_inspect_option_is_described() -> None:
+    import typer
+
+    params = typer.main.get_command(app).commands["inspect"].params  # type: ignore[attr-defined]
+    for param in params:
+        assert getattr(param, "help", None), f"inspect: {param.name} has no help"

@@ -31,7 +31,7 @@ FLAGS = [
     "--window-size=1200,1600",
 ]
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.browser
 
 
 def test_page_renders_offline_without_console_errors(trained: TrainResult, tmp_path: Path) -> None:

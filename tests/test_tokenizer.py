@@ -70,6 +70,22 @@ def test_bad_model_files_are_one_line(tmp_path: Path, content: bytes | None, mes
         Tokenizer.from_files(path)
 
 
+@pytest.mark.parametrize(
+    ("state", "message"),
+    [
+        ({"src": None, "tgt": None}, "ckpt.pt: has no source SentencePiece model"),
+        ({}, "ckpt.pt: has no source SentencePiece model"),
+        ({"src": b"junk", "tgt": None}, "ckpt.pt: source SentencePiece model: not a SentencePiece model"),
+        ({"src": foreign_model(), "tgt": None}, "ckpt.pt: source SentencePiece model: special ids are"),
+        ({"src": foreign_model(), "tgt": 3}, "ckpt.pt: the target SentencePiece model is not bytes"),
+    ],
+)
+def test_bad_saved_state_names_where_it_came_from(state: dict[str, bytes | None], message: str) -> None:
+    with pytest.raises(Seq2SeqError, match=None) as info:
+        Tokenizer.from_state(state, "ckpt.pt")
+    assert str(info.value).startswith(message)
+
+
 def test_training_failure_is_one_line_without_source_location() -> None:
     with pytest.raises(
         Seq2SeqError, match=r"training failed \(tokenizer settings\): Vocabulary size is smaller"
