@@ -120,7 +120,7 @@ def test_reference_recipe_documents_every_key() -> None:
         ("train.lr=fast", "--set train.lr: expected a number, got 'fast'"),
         ("train.lr=-1", "--set train.lr: must not be negative"),
         ("model.hiden=3", "--set model.hiden: unknown key 'hiden'"),
-        ("model.cell=rnn", "--set model.cell: 'rnn' is not one of"),
+        ("model.cell=lstmm", "--set model.cell: 'lstmm' is not one of"),
         ("modle.cell=gru", "--set: unknown section 'modle'"),
         ("model.attention=dot", "recipe.yaml with --set: model.attention 'dot' needs"),  # recipe + override
     ],
