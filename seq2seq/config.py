@@ -126,7 +126,7 @@ class ModelConfig:
     """Encoder-decoder architecture."""
 
     cell: str = "lstm"
-    """`lstm` or `gru`."""
+    """`lstm`, `gru` or `rnn` (a plain tanh RNN, for comparison: see benchmarks/cells.py)."""
     emb_size: int = 256
     enc_hidden: int = 256
     """Hidden size per direction of the encoder."""
@@ -246,7 +246,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "data.normalize": ("", "NFC", "NFKC"),
     "data.invalid_utf8": ("error", "replace"),
     "tokenizer.type": ("unigram", "bpe"),
-    "model.cell": ("lstm", "gru"),
+    "model.cell": ("lstm", "gru", "rnn"),
     "model.attention": ("bahdanau", "dot", "general"),
     "model.bridge": ("zero", "last", "learned"),
     "train.optimizer": ("adam", "adamw", "sgd"),

@@ -22,6 +22,7 @@ from seq2seq.checkpoint import load_model
 from seq2seq.config import Config
 from seq2seq.data.batching import FlatSequences, token_batches
 from seq2seq.errors import Seq2SeqError
+from seq2seq.inspect.sentence import Trace, trace_sentence
 from seq2seq.model import Seq2Seq
 from seq2seq.runtime import native_bf16
 from seq2seq.search import Hypothesis, SearchOptions, search
@@ -211,6 +212,16 @@ class Translator:
         self.stats.empty += len(sentences) - len(todo)
         self.stats.seconds += time.perf_counter() - start
         return out
+
+    def inspect(
+        self, sentence: str, target: str | None = None, beam: int | None = None, gradients: bool = False
+    ) -> Trace:
+        """Every gate, memory cell, hidden state and attention weight of one sentence, as named arrays
+        (see `seq2seq.inspect.sentence.Trace`): on its own translation, or forced on `target`."""
+        max_src = self.cfg.decode.max_src_len
+        return trace_sentence(
+            self.model, self.tokenizer, sentence, target, self.options(beam), max_src, gradients
+        )
 
     def translate(self, sentences: Sequence[str], beam: int | None = None, **options: object) -> list[str]:
         """Translate a list of sentences to a list of strings (same length, same order)."""
