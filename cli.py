@@ -6,6 +6,7 @@ import contextlib
 import json
 import math
 import os
+import shlex
 import sys
 import time
 from collections.abc import Iterator
@@ -23,11 +24,13 @@ from seq2seq.checkpoint import average_checkpoints, save_checkpoint
 from seq2seq.config import Penalty
 from seq2seq.evaluate import METRICS, parse_metrics, require_lines, score_corpus, translate_and_score
 from seq2seq.export import export_model
+from seq2seq.inspect.report import write_inspection
 from seq2seq.outputs import NamedWriter, atomic_output, os_error_line, refuse_overwriting_inputs
 from seq2seq.plot import plot_runs
 from seq2seq.runtime import tune_allocator
 from seq2seq.scoring import score_files
 from seq2seq.textio import LineStats, count_lines, iter_lines, read_lines
+from seq2seq.train import EXIT_INTERRUPTED
 from seq2seq.translate import Translation
 
 app = typer.Typer(
@@ -150,12 +153,21 @@ def train(
     restart: Annotated[bool, typer.Option(help="Start over in an existing run directory.")] = False,
     progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
 ) -> None:
-    """Train an attentional encoder-decoder; resumes when OUT already holds a run."""
+    """Train an attentional encoder-decoder; resumes when OUT already holds a run.
+
+    Exit status: 0 finished; 75 stopped by SIGTERM, SIGUSR1 or Ctrl-C after saving checkpoints/last.pt
+    (run the printed command to resume); 2 an error (one line); 130 a second Ctrl-C.
+    """
     with _user_errors(ctx):
         cfg = load_config(recipe, set_ or [])
         run_dir = out or Path("runs") / recipe.stem
         result = run_train(cfg, run_dir, data, restart=restart, log=_err, show_progress=progress)
-        typer.echo(f"best model: {result.best_checkpoint}")
+    if result.interrupted:
+        resume = ["seq2seq", "train", str(recipe), "--out", str(run_dir)]
+        resume += [*(["--data", str(data)] if data else []), *(f"--set={s}" for s in set_ or [])]
+        _err(f"interrupted, resumable: {shlex.join(resume)}")
+        raise typer.Exit(EXIT_INTERRUPTED)
+    typer.echo(f"best model: {result.best_checkpoint}")
 
 
 def _load_translator(model: list[Path], device: str, quantize: str, bf16: bool) -> Translator:
@@ -514,6 +526,45 @@ def bench(
             with atomic_output(json_out) as out:
                 out.write(result.to_json() + "\n")
             _err(f"figures written to {json_out}")
+
+
+@app.command()
+def inspect(
+    ctx: typer.Context,
+    text: Annotated[list[str] | None, typer.Argument(help="Sentences to inspect (or --input FILE).")] = None,
+    model: Annotated[Path, typer.Option("--model", "-m", help="Checkpoint (.pt) written by train.")] = Path(),
+    input_: Annotated[
+        Path | None, typer.Option("--input", help="One sentence per line (corpus mode).")
+    ] = None,
+    target: Annotated[
+        list[str] | None, typer.Option(help="Force this translation (one per TEXT; repeatable).")
+    ] = None,
+    ref: Annotated[
+        Path | None, typer.Option(help="Force these translations, one line per input line.")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Directory for index.html, PNGs and trace.npz.")] = Path(
+        "inspect"
+    ),
+    beam: Annotated[int | None, typer.Option(help="Beam size of the model's own translation.")] = None,
+    gradients: Annotated[
+        bool, typer.Option("--gradients", help="Also ||dloss/dC_t||, ||dloss/dh_t|| per source position.")
+    ] = False,
+    figures: Annotated[int, typer.Option(help="Sentences that get their own figures and arrays.")] = 10,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "cpu",
+) -> None:
+    """Show the recurrent cells at work: gates, memory cell C_t, h_t and attention, token by token."""
+    with _user_errors(ctx):
+        if str(model) in ("", "."):
+            raise Seq2SeqError("--model: give the checkpoint to inspect, e.g. runs/NAME/checkpoints/best.pt")
+        if target and ref:
+            raise Seq2SeqError("--target and --ref both give targets: use one")
+        sentences = [*(text or []), *(read_lines(input_, replace_invalid=True) if input_ else [])]
+        targets = read_lines(ref, replace_invalid=True) if ref else target
+        translator = Translator.from_checkpoint(model, device)
+        report = write_inspection(translator, sentences, out, targets, beam, gradients, figures, str(model))
+        for note in report.notes:
+            _err(f"note: {note}")
+        typer.echo(f"inspected {report.traced} sentence(s): {report.index} ({len(report.files)} files)")
 
 
 @app.command()

@@ -316,7 +316,7 @@ def recipe_inputs(
 ) -> BenchInputs:
     """What `bench RECIPE` measures unless told: the recipe's run directory (`runs/NAME`, laid out as
     `RunFiles` says) for data and best checkpoint, and the recipe's text test split for decoding."""
-    from seq2seq.train import RunFiles
+    from seq2seq.rundir import RunFiles
 
     run = RunFiles(Path("runs") / recipe.stem)
     if checkpoint is None and run.best.is_file():

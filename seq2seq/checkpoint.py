@@ -9,9 +9,11 @@ old one: a crash mid-write leaves the previous checkpoint intact. Loading uses
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,20 +28,129 @@ FORMAT = "seq2seq-checkpoint"
 VERSION = 1
 
 
-def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    """Atomically write `payload` (plus format tags) to `path`."""
+TMP_SUFFIX = ".tmp"
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """What a run's checkpoint holds. `best.pt` and `step-N.pt` carry the model part (enough to
+    translate); `last.pt` adds the optimizer, scheduler and RNG state needed to resume exactly."""
+
+    config: dict[str, Any]
+    model: dict[str, torch.Tensor]
+    tokenizer: dict[str, Any]
+    train_state: dict[str, Any]
+    """`seq2seq.train.TrainState` as a dict: counters, data position, early stopping, kept files."""
+    optimizer: dict[str, Any] | None = None
+    scheduler: dict[str, Any] | None = None
+    rng: dict[str, Any] | None = field(default=None)
+
+    @property
+    def resumable(self) -> bool:
+        return self.optimizer is not None and self.scheduler is not None and self.rng is not None
+
+    def payload(self) -> dict[str, Any]:
+        """The dict written to disk (model-only checkpoints leave the resume keys out)."""
+        out: dict[str, Any] = {
+            "config": self.config,
+            "model": self.model,
+            "tokenizer": self.tokenizer,
+            "train_state": self.train_state,
+        }
+        if self.resumable:
+            out |= {"optimizer": self.optimizer, "scheduler": self.scheduler, "rng": self.rng}
+        return out
+
+    @classmethod
+    def load(cls, path: Path) -> Checkpoint:
+        """A checkpoint of a run; one-line error naming the file when it lacks a part."""
+        payload = load_checkpoint(path)
+        check_model_entries(path, payload)
+        try:
+            return cls(
+                config=payload["config"],
+                model=payload["model"],
+                tokenizer=payload["tokenizer"],
+                train_state=payload["train_state"],
+                optimizer=payload.get("optimizer"),
+                scheduler=payload.get("scheduler"),
+                rng=payload.get("rng"),
+            )
+        except KeyError as exc:
+            raise Seq2SeqError(f"{path}: damaged checkpoint (no {exc.args[0]!r} entry)") from None
+
+
+def save_checkpoint(path: Path, payload: dict[str, Any] | Checkpoint) -> None:
+    """Atomically write `payload` (plus format tags) to `path`.
+
+    The bytes go to a temporary file in the same directory, are flushed to disk, then renamed over
+    `path`: whatever stops the process, `path` is the old or the new checkpoint, never a partial one.
+    A failed write (full disk, read-only directory) removes the temporary file and is a one-line
+    `Seq2SeqError` naming `path`.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    if isinstance(payload, Checkpoint):
+        payload = payload.payload()
+    tmp_name = ""
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
         with os.fdopen(fd, "wb") as f:
             torch.save({"format": FORMAT, "version": VERSION, **payload}, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
+    except BaseException as exc:
+        if tmp_name:
+            Path(tmp_name).unlink(missing_ok=True)
+        if isinstance(exc, OSError | RuntimeError) and _os_error(exc) is not None:
+            raise Seq2SeqError(f"{path}: could not write the checkpoint ({_os_error(exc)})") from None
         raise
+
+
+def _os_error(exc: BaseException) -> str | None:
+    """The reason of a failed write: OSError's text, or torch's wrapping of one (RuntimeError)."""
+    if isinstance(exc, OSError):
+        hint = "; free some disk space and run again" if exc.errno == errno.ENOSPC else ""
+        return f"{exc.strerror or exc}{hint}"
+    text = str(exc)
+    if "No space left on device" in text or "write failed" in text:
+        return f"{text.splitlines()[0][:160]}; free some disk space and run again"
+    return None
+
+
+def remove_stale_temporaries(directory: Path) -> list[Path]:
+    """Delete the temporary files a killed `save_checkpoint` left in `directory`; the removed paths.
+
+    Call only while holding the run's lock: another process's temporary file is not stale.
+    """
+    directory = Path(directory)
+    stale = sorted(directory.glob(f".*.pt.*{TMP_SUFFIX}")) if directory.is_dir() else []
+    for tmp in stale:
+        tmp.unlink(missing_ok=True)
+    return stale
+
+
+def rotate_checkpoints(
+    directory: Path,
+    best: list[list[Any]],
+    last: list[str],
+    new: str,
+    score: float,
+    higher_is_better: bool,
+    keep_best: int,
+    keep_last: int,
+) -> tuple[list[list[Any]], list[str]]:
+    """Register the new `step-N.pt` file `new` and delete those neither among the best `keep_best`
+    nor the latest `keep_last`. Names are relative to `directory` (a copied run stays self-contained);
+    `best` is [[score, name], ...] best first. Returns the new (best, last) lists."""
+    best = sorted([*best, [score, new]], key=lambda x: -x[0] if higher_is_better else x[0])
+    last = [*last, new]
+    keep = {name for _, name in best[:keep_best]} | set(last[len(last) - keep_last :] if keep_last else [])
+    for name in {name for _, name in best} | set(last):
+        if name not in keep:
+            (directory / name).unlink(missing_ok=True)
+    return [x for x in best if x[1] in keep], [name for name in last if name in keep]
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

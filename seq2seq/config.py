@@ -129,7 +129,7 @@ class ModelConfig:
     """Encoder-decoder architecture."""
 
     cell: str = "lstm"
-    """`lstm` or `gru`."""
+    """`lstm`, `gru` or `rnn` (a plain tanh RNN, for comparison: see benchmarks/cells.py)."""
     emb_size: int = 256
     enc_hidden: int = 256
     """Hidden size per direction of the encoder."""
@@ -200,6 +200,9 @@ class TrainConfig:
     """Stop after this many validations without improvement; 0 = never."""
     keep_best: int = 1
     keep_last: int = 1
+    save_every_minutes: float = 5.0
+    """Write checkpoints/last.pt at least this often (it is also written at every validation); 0 = only
+    at validations and at the end. A kill loses at most this much training."""
     log_every: int = 100
     threads: int = 0
     """torch CPU threads; 0 = torch's default."""
@@ -248,7 +251,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "data.normalize": ("", "NFC", "NFKC"),
     "data.invalid_utf8": ("error", "replace"),
     "tokenizer.type": ("unigram", "bpe"),
-    "model.cell": ("lstm", "gru"),
+    "model.cell": ("lstm", "gru", "rnn"),
     "model.attention": ("bahdanau", "dot", "general"),
     "model.bridge": ("zero", "last", "learned"),
     "train.optimizer": ("adam", "adamw", "sgd"),

@@ -15,7 +15,6 @@ import torch
 
 from seq2seq.data.batching import FlatSequences, ParallelCorpus
 from seq2seq.errors import Seq2SeqError
-from seq2seq.model import Seq2Seq
 from seq2seq.search import length_penalty
 from seq2seq.special import PAD
 from seq2seq.textio import read_lines, single_line
@@ -59,9 +58,7 @@ def score_pairs(
             f"{names[0]} has {len(sources)} lines but {names[1]} has {len(targets)}: score needs one "
             "target per source line"
         )
-    if not isinstance(translator.model, Seq2Seq):
-        raise Seq2SeqError("score takes one --model (an ensemble has no single teacher-forced path)")
-    model, tok, d = translator.model, translator.tokenizer, translator.cfg.decode
+    model, tok, d = translator.single_model("score"), translator.tokenizer, translator.cfg.decode
     src = [ids[: d.max_src_len] for ids in tok.encode_src([single_line(s).strip() for s in sources])]
     tgt = tok.encode_tgt([single_line(t).strip() for t in targets])
     corpus = ParallelCorpus(FlatSequences.from_lists(src), FlatSequences.from_lists(tgt))

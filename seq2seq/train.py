@@ -1,12 +1,15 @@
-"""The training loop: read it top to bottom.
+"""The training loop: read `train` top to bottom.
 
-for each update: lr -> forward -> loss -> backward -> clip -> step -> log -> validate/checkpoint -> stop?
+for each update: stop? -> next batches -> forward/backward -> clip -> step -> log -> validate or save
 
-A run directory holds `config.yaml` (the resolved recipe), `metrics.jsonl`, `train.log` and
-`checkpoints/` (`last.pt` to resume, `best.pt` to translate). `train` on a run directory that has a
-`last.pt` resumes exactly: weights, optimizer, scheduler, every RNG and the position inside the epoch are
-restored, so a resumed run computes the same updates as one that never stopped. Ctrl-C finishes the
-current update, saves and exits; a second Ctrl-C aborts at once (the last checkpoint stays loadable).
+A run directory (`seq2seq.rundir`) holds `config.yaml`, `metrics.jsonl`, `train.log` and `checkpoints/`.
+`last.pt` holds everything needed to resume exactly (weights, optimizer, scheduler, every RNG, the data
+position, the running loss, the length of `metrics.jsonl`); it is written atomically before the first
+update, at every validation, every `train.save_every_minutes` and at the end. `train` on a run directory
+with a `last.pt` resumes from it, and computes and logs the same as a run that never stopped: a kill
+(even -9) loses at most the updates since the last save. SIGTERM, SIGUSR1 and the first Ctrl-C finish
+the current update, save and stop with `stop_reason == "interrupted"` (the CLI exits with
+`EXIT_INTERRUPTED`); a second Ctrl-C aborts at once (the last checkpoint stays loadable).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import math
 import random
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,7 +29,7 @@ import numpy as np
 import torch
 import yaml
 
-from seq2seq.checkpoint import load_checkpoint, save_checkpoint
+from seq2seq.checkpoint import Checkpoint, remove_stale_temporaries, rotate_checkpoints, save_checkpoint
 from seq2seq.config import Config
 from seq2seq.data import ParallelCorpus
 from seq2seq.errors import Seq2SeqError
@@ -34,6 +37,7 @@ from seq2seq.evaluate import bleu
 from seq2seq.model import Seq2Seq, build_model, count_parameters
 from seq2seq.plot import plot_after_validation
 from seq2seq.progress import TrainProgress
+from seq2seq.rundir import RunFiles
 from seq2seq.search import SearchOptions
 from seq2seq.translate import decode_ids, resolve_device
 from seq2seq.update import (
@@ -48,6 +52,9 @@ from seq2seq.update import (
 if TYPE_CHECKING:
     from seq2seq.data import Prepared
 
+EXIT_INTERRUPTED = 75
+"""Exit status of `seq2seq train` stopped by a signal or Ctrl-C after saving: resumable (EX_TEMPFAIL)."""
+
 # Keys that may change between a run and its resumption: they extend or observe training, they do not
 # change what an update computes.
 RESUMABLE_CHANGES = frozenset(
@@ -61,6 +68,7 @@ RESUMABLE_CHANGES = frozenset(
         "train.threads",
         "train.keep_best",
         "train.keep_last",
+        "train.save_every_minutes",
         "decode.beam",
         "decode.length_penalty",
         "decode.max_len_a",
@@ -74,12 +82,12 @@ RESUMABLE_CHANGES = frozenset(
 
 @dataclass
 class TrainState:
-    """Counters and early-stopping state; saved in every checkpoint."""
+    """Counters, data position, running loss and early-stopping state; saved in every checkpoint."""
 
     step: int = 0
     epoch: int = 0
     batch_in_epoch: int = 0
-    """Batches of `epoch` already consumed (the data position to resume from)."""
+    """Batches of `epoch` already consumed (the data position to resume from; owned by `DataPosition`)."""
     train_seconds: float = 0.0
     """Time spent in updates."""
     wall_seconds: float = 0.0
@@ -91,9 +99,25 @@ class TrainState:
     nonfinite_in_row: int = 0
     nonfinite_total: int = 0
     best_checkpoints: list[list[Any]] = field(default_factory=list)
-    """[score, path] of kept best checkpoints, best first."""
+    """[score, file name in checkpoints/] of kept best checkpoints, best first."""
     last_checkpoints: list[str] = field(default_factory=list)
+    """File names in checkpoints/ of the latest kept checkpoints, oldest first."""
+    window_loss: float = 0.0
+    """Summed loss since the last `train` record (so a resumed run logs the same averages)."""
+    window_tokens: int = 0
+    metrics_bytes: int | None = None
+    """Length of metrics.jsonl when this state was saved; None in checkpoints older than this field."""
     stop_reason: str = ""
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainState:
+        known = {f.name for f in dataclasses.fields(cls)}
+        state = cls(**{k: v for k, v in values.items() if k in known})
+        # runs written before paths became relative stored absolute paths: keep the names only
+        state.best_checkpoints = [[score, Path(name).name] for score, name in state.best_checkpoints]
+        state.last_checkpoints = [Path(name).name for name in state.last_checkpoints]
+        state.stop_reason = ""
+        return state
 
 
 @dataclass(frozen=True)
@@ -105,6 +129,10 @@ class TrainResult:
     metric: str
     steps: int
     stop_reason: str
+
+    @property
+    def interrupted(self) -> bool:
+        return self.stop_reason == "interrupted"
 
 
 def _config_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
@@ -141,30 +169,6 @@ def _tuplify(value: Any) -> Any:
     return tuple(_tuplify(v) for v in value) if isinstance(value, list | tuple) else value
 
 
-class _StopFlag:
-    """First SIGINT asks the loop to stop after the current update; the second one interrupts."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous: Any = None
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def __enter__(self) -> _StopFlag:
-        try:
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-        except ValueError:  # not the main thread: Ctrl-C is not ours to catch
-            self._previous = None
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-
-
 @torch.inference_mode()
 def validate(
     model: Seq2Seq, prepared: Prepared, valid: ParallelCorpus, cfg: Config, device: torch.device
@@ -185,40 +189,250 @@ def validate(
     return {"loss": loss, "ppl": math.exp(min(loss, 50.0)), "bleu": score}
 
 
-class RunFiles:
-    """Paths and writers of a run directory."""
+class StopSignals:
+    """SIGTERM, SIGUSR1 (sent by clusters before preemption) and the first SIGINT ask the loop to stop
+    after the current update; a second SIGINT interrupts at once."""
 
-    def __init__(self, run_dir: Path) -> None:
-        self.dir = run_dir
-        self.checkpoints = run_dir / "checkpoints"
-        self.last = self.checkpoints / "last.pt"
-        self.best = self.checkpoints / "best.pt"
-        self.metrics = run_dir / "metrics.jsonl"
-        self.log_file = run_dir / "train.log"
-        self.config = run_dir / "config.yaml"
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
 
-    def write_metrics(self, record: dict[str, Any]) -> None:
-        with open(self.metrics, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+    def __init__(self) -> None:
+        self.requested = ""
+        self._previous: dict[int, Any] = {}
 
-    def write_log(self, line: str) -> None:
-        with open(self.log_file, "a", encoding="utf-8") as f:
-            f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = self.requested or signal.Signals(signum).name
+
+    def __enter__(self) -> StopSignals:
+        try:
+            for sig in self.SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        except ValueError:  # not the main thread: signals are not ours to catch
+            pass
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
 
 
-def _epoch_batches(corpus: ParallelCorpus, cfg: Config, epoch: int) -> list[np.ndarray]:
-    return corpus.batches(cfg.train.batch_tokens, cfg.train.seed, epoch)
+class DataPosition:
+    """The one owner of where training is in the data (`state.epoch`, `state.batch_in_epoch`): hands
+    out groups of `accum_steps` length-bucketed batches, epoch after epoch, from that position on."""
+
+    def __init__(self, corpus: ParallelCorpus, cfg: Config, state: TrainState) -> None:
+        self.corpus, self.cfg, self.state = corpus, cfg, state
+        self._epoch: tuple[int, list[np.ndarray]] = (-1, [])
+
+    def batches(self, epoch: int) -> list[np.ndarray]:
+        """The batches (arrays of example indices) of `epoch`; the same for a given seed and epoch."""
+        if self._epoch[0] != epoch:
+            self._epoch = (
+                epoch,
+                self.corpus.batches(self.cfg.train.batch_tokens, self.cfg.train.seed, epoch),
+            )
+        return self._epoch[1]
+
+    @property
+    def epoch_done(self) -> bool:
+        return self.state.batch_in_epoch >= len(self.batches(self.state.epoch))
+
+    @property
+    def finished(self) -> bool:
+        return self.state.epoch + int(self.epoch_done) >= self.cfg.train.max_epochs
+
+    def next_group(self) -> list[np.ndarray]:
+        s = self.state
+        if self.epoch_done:
+            s.epoch, s.batch_in_epoch = s.epoch + 1, 0
+        group = self.batches(s.epoch)[s.batch_in_epoch : s.batch_in_epoch + self.cfg.train.accum_steps]
+        s.batch_in_epoch += len(group)
+        return group
 
 
-def _updates(corpus: ParallelCorpus, cfg: Config, state: TrainState) -> Iterator[list[np.ndarray]]:
-    """Groups of `accum_steps` batches from the current data position onwards, epoch after epoch."""
-    while state.epoch < cfg.train.max_epochs:
-        batches = _epoch_batches(corpus, cfg, state.epoch)
-        while state.batch_in_epoch < len(batches):
-            group = batches[state.batch_in_epoch : state.batch_in_epoch + cfg.train.accum_steps]
-            yield group
-        state.epoch += 1
-        state.batch_in_epoch = 0
+@dataclass
+class Run:
+    """What the loop works on; `checkpoint` turns it into the file contents."""
+
+    cfg: Config
+    files: RunFiles
+    model: Seq2Seq
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    tokenizer_state: dict[str, Any]
+    state: TrainState
+
+    def checkpoint(self, resumable: bool) -> Checkpoint:
+        self.state.metrics_bytes = self.files.metrics_bytes()
+        common = Checkpoint(
+            config=self.cfg.to_dict(),
+            model=self.model.state_dict(),
+            tokenizer=self.tokenizer_state,
+            train_state=dataclasses.asdict(self.state),
+        )
+        if not resumable:
+            return common
+        return dataclasses.replace(
+            common,
+            optimizer=self.optimizer.state_dict(),
+            scheduler=self.scheduler.state_dict(),
+            rng=_rng_state(),
+        )
+
+    def save_last(self) -> None:
+        """last.pt: call between updates only (the RNG state saved is that of the next update)."""
+        save_checkpoint(self.files.last, self.checkpoint(resumable=True))
+
+
+def _stop_rule(run: Run, data: DataPosition, stop: StopSignals) -> str:
+    """Why training stops before the next update ('' to go on)."""
+    t, s = run.cfg.train, run.state
+    if stop.requested:
+        return "interrupted"
+    if t.max_steps and s.step >= t.max_steps:
+        return f"reached train.max_steps={t.max_steps}"
+    if t.max_minutes and s.wall_seconds >= 60 * t.max_minutes:
+        return f"reached train.max_minutes={t.max_minutes}"
+    if data.finished:
+        return f"reached train.max_epochs={t.max_epochs}"
+    return ""
+
+
+def _validation_due(run: Run, data: DataPosition, seconds_since_tick: float) -> bool:
+    """Every `valid_every` updates, at each epoch's end, and before a step or time limit stops the run."""
+    t, s = run.cfg.train, run.state
+    last_step = bool(t.max_steps) and s.step >= t.max_steps
+    out_of_time = bool(t.max_minutes) and s.wall_seconds + seconds_since_tick >= 60 * t.max_minutes
+    return s.step % t.valid_every == 0 or data.epoch_done or last_step or out_of_time
+
+
+def _record_validation(run: Run, scores: dict[str, float]) -> bool:
+    """Early-stopping bookkeeping of one validation; True when the score is the best so far."""
+    t, s = run.cfg.train, run.state
+    metric = scores[t.valid_metric]
+    better = s.best_score is None or (
+        metric > s.best_score if t.valid_metric == "bleu" else metric < s.best_score
+    )
+    if better:
+        s.best_score, s.best_step, s.bad_validations = metric, s.step, 0
+    else:
+        s.bad_validations += 1
+    if isinstance(run.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        run.scheduler.step(metric)
+    return better
+
+
+def _keep_checkpoints(run: Run, score: float, better: bool) -> None:
+    """best.pt is the best so far; step-N.pt files keep the best `keep_best` and last `keep_last`."""
+    t, s = run.cfg.train, run.state
+    if t.keep_best + t.keep_last:
+        name = f"step-{s.step}.pt"
+        save_checkpoint(run.files.checkpoints / name, run.checkpoint(resumable=False))
+        s.best_checkpoints, s.last_checkpoints = rotate_checkpoints(
+            run.files.checkpoints, s.best_checkpoints, s.last_checkpoints, name, score,
+            t.valid_metric == "bleu", t.keep_best, t.keep_last,
+        )  # fmt: skip
+    if better:
+        save_checkpoint(run.files.best, run.checkpoint(resumable=False))
+
+
+def _validate_and_save(run: Run, prepared: Prepared, valid: ParallelCorpus, progress: TrainProgress) -> bool:
+    """Validate, write the checkpoints, then the record, then last.pt; True when patience runs out.
+
+    A checkpoint that cannot be written is an error before the record is written; a record written
+    before a kill is dropped on resume (metrics.jsonl is cut back to the length saved in last.pt)."""
+    t, s = run.cfg.train, run.state
+    scores = validate(run.model, prepared, valid, run.cfg, next(run.model.parameters()).device)
+    better = _record_validation(run, scores)
+    _keep_checkpoints(run, scores[t.valid_metric], better)
+    record = {"type": "valid", "step": s.step, "epoch": s.epoch + 1, "minutes": round(s.wall_seconds / 60, 3),
+              **{k: round(v, 4) for k, v in scores.items()}, "best": better}  # fmt: skip
+    run.files.write_metrics(record)
+    progress.message(
+        f"valid @ {s.step}: loss {scores['loss']:.3f} ppl {scores['ppl']:.2f} "
+        f"BLEU {scores['bleu']:.2f}{' (best)' if better else ''}"
+    )
+    run.files.write_log(f"valid step {s.step}: {json.dumps(record)}")
+    plot_after_validation(run.files.dir)
+    run.save_last()
+    return bool(t.patience) and s.bad_validations >= t.patience
+
+
+def _skip_nonfinite(run: Run, progress: TrainProgress) -> None:
+    s = run.state
+    s.nonfinite_in_row += 1
+    s.nonfinite_total += 1
+    run.optimizer.zero_grad(set_to_none=True)
+    progress.message(
+        f"warning: non-finite loss at update {s.step + 1}; skipped "
+        f"({s.nonfinite_in_row} in a row, {s.nonfinite_total} in all)"
+    )
+    if s.nonfinite_in_row >= run.cfg.train.max_bad_steps:
+        raise Seq2SeqError(
+            f"{s.nonfinite_in_row} non-finite losses in a row at update {s.step}: lower train.lr or "
+            f"train.clip_norm; the last good checkpoint is {run.files.last}"
+        )
+
+
+def _train_record(run: Run, grad_norm: float, sampling: float, tokens_per_s: float) -> dict[str, Any]:
+    s = run.state
+    record = {"type": "train", "step": s.step, "epoch": s.epoch + 1,
+              "loss": round(s.window_loss / max(1, s.window_tokens), 4),
+              "lr": run.optimizer.param_groups[0]["lr"], "grad_norm": round(grad_norm, 4),
+              "teacher_forcing": round(1.0 - sampling, 4), "tgt_tokens_per_s": round(tokens_per_s, 1),
+              "minutes": round(s.wall_seconds / 60, 3)}  # fmt: skip
+    s.window_loss, s.window_tokens = 0.0, 0
+    return record
+
+
+def _resume_point(files: RunFiles, cfg: Config, restart: bool) -> Checkpoint | None:
+    """The last.pt to resume from; None to start afresh. Refuses a run it cannot resume."""
+    if restart:
+        files.clear()
+        return None
+    if not files.last.is_file():
+        if files.progress():
+            raise Seq2SeqError(
+                f"{files.dir} holds a run ({files.progress()}) but no checkpoints/last.pt to resume from; "
+                "pass --restart to start over in it, or choose another --out"
+            )
+        return None
+    ckpt = Checkpoint.load(files.last)
+    if not ckpt.resumable:
+        raise Seq2SeqError(f"{files.last}: holds no optimizer/RNG state to resume from; pass --restart")
+    diffs = _config_diff(ckpt.config, cfg.to_dict())
+    if diffs:
+        raise Seq2SeqError(
+            f"{files.dir} was trained with another config ({'; '.join(diffs[:3])}); resume with the "
+            "same recipe, pass --restart to start over, or choose another --out"
+        )
+    return ckpt
+
+
+def _setup(cfg: Config, files: RunFiles, prepared: Prepared, resume: Checkpoint | None) -> Run:
+    """Model, optimizer and scheduler, fresh from the seed or restored from `resume`."""
+    t = cfg.train
+    if t.threads:
+        torch.set_num_threads(t.threads)
+    torch.manual_seed(t.seed)
+    random.seed(t.seed)
+    np.random.seed(t.seed)
+    tok = prepared.tokenizer
+    model = build_model(cfg.model, tok.src_vocab_size, tok.tgt_vocab_size).to(resolve_device(t.device))
+    optimizer = make_optimizer(cfg, model)
+    scheduler = make_scheduler(cfg, optimizer)
+    run = Run(cfg, files, model, optimizer, scheduler, tok.state(), TrainState())
+    if resume is not None:
+        assert resume.optimizer is not None and resume.rng is not None
+        model.load_state_dict(resume.model)
+        optimizer.load_state_dict(resume.optimizer)
+        scheduler.load_state_dict(resume.scheduler)
+        run.state = TrainState.from_dict(resume.train_state)
+        _set_rng_state(resume.rng)
+        if run.state.metrics_bytes is not None:
+            files.truncate_metrics(run.state.metrics_bytes)
+    return run
 
 
 def train(
@@ -231,27 +445,27 @@ def train(
 ) -> TrainResult:
     """Train (or resume) a model in `run_dir`; preprocesses the corpus first if needed."""
     files = RunFiles(Path(run_dir))
-    data_dir = Path(data_dir) if data_dir is not None else files.dir / "data"
-    resume = files.last.is_file() and not restart
-    if resume:
-        payload = load_checkpoint(files.last)
-        diffs = _config_diff(payload["config"], cfg.to_dict())
-        if diffs:
-            raise Seq2SeqError(
-                f"{files.dir} was trained with another config ({'; '.join(diffs[:3])}); resume with the "
-                "same recipe, pass --restart to start over, or choose another --out"
-            )
-    elif restart and files.dir.exists():
-        for path in (files.metrics, files.log_file):
-            path.unlink(missing_ok=True)
-        for ckpt in files.checkpoints.glob("*.pt") if files.checkpoints.is_dir() else []:
-            ckpt.unlink()
+    with files.lock():
+        return _train(
+            cfg, files, Path(data_dir) if data_dir else files.dir / "data", restart, log, show_progress
+        )
 
+
+def _train(
+    cfg: Config,
+    files: RunFiles,
+    data_dir: Path,
+    restart: bool,
+    log: Callable[[str], None],
+    show_progress: bool,
+) -> TrainResult:
     def say(line: str) -> None:
         log(line)
         files.write_log(line)
 
-    files.dir.mkdir(parents=True, exist_ok=True)
+    resume = _resume_point(files, cfg, restart)
+    for tmp in remove_stale_temporaries(files.checkpoints):
+        say(f"removed {tmp}, left by a run killed while saving")
     from seq2seq.data import load_prepared, preprocess, report_table  # these import `datasets`
 
     result = preprocess(cfg, data_dir, log=say)
@@ -262,211 +476,79 @@ def train(
         raise Seq2SeqError("data.valid: training needs a validation set (a path prefix in the recipe)")
     train_data = ParallelCorpus.from_dataset(prepared.splits["train"])
     valid_data = ParallelCorpus.from_dataset(prepared.splits["valid"])
-
-    t = cfg.train
-    if t.threads:
-        torch.set_num_threads(t.threads)
-    device = resolve_device(t.device)
-    torch.manual_seed(t.seed)
-    random.seed(t.seed)
-    np.random.seed(t.seed)
-    tok = prepared.tokenizer
-    model = build_model(cfg.model, tok.src_vocab_size, tok.tgt_vocab_size).to(device)
-    optimizer = make_optimizer(cfg, model)
-    scheduler = make_scheduler(cfg, optimizer)
-    state = TrainState()
-    if resume:
-        model.load_state_dict(payload["model"])
-        optimizer.load_state_dict(payload["optimizer"])
-        scheduler.load_state_dict(payload["scheduler"])
-        state = TrainState(**payload["train_state"])
-        _set_rng_state(payload["rng"])
+    run = _setup(cfg, files, prepared, resume)
+    model, state, t = run.model, run.state, cfg.train
+    device = next(model.parameters()).device
+    if resume is not None:
         say(
-            f"resuming {files.dir} at update {state.step} (epoch {state.epoch + 1}, "
-            f"batch {state.batch_in_epoch})"
+            f"resuming {files.dir} at update {state.step} "
+            f"(epoch {state.epoch + 1}, batch {state.batch_in_epoch})"
         )
     else:
         files.config.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), encoding="utf-8")
-        say(
-            f"training {count_parameters(model):,} parameters on {device}; "
-            f"{len(train_data):,} training pairs; run directory {files.dir}"
-        )
-
-    def model_payload() -> dict[str, Any]:
-        """What translation needs: config, weights, tokenizer (and the counters, for information)."""
-        return {
-            "config": cfg.to_dict(),
-            "model": model.state_dict(),
-            "tokenizer": tok.state(),
-            "train_state": dataclasses.asdict(state),
-        }
-
-    def checkpoint_payload() -> dict[str, Any]:
-        """Everything resuming needs on top of `model_payload`."""
-        return {
-            **model_payload(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "rng": rng_at_update_start,
-        }
-
-    def keep_checkpoint(score: float) -> None:
-        """best.pt is the best so far; step-N.pt files keep the best N and last N."""
-        if t.keep_best + t.keep_last == 0:
-            return
-        path = files.checkpoints / f"step-{state.step}.pt"
-        higher = t.valid_metric == "bleu"
-        save_checkpoint(path, model_payload())
-        state.last_checkpoints.append(str(path))
-        state.best_checkpoints.append([score, str(path)])
-        state.best_checkpoints.sort(key=lambda x: -x[0] if higher else x[0])
-        latest = state.last_checkpoints[len(state.last_checkpoints) - t.keep_last :] if t.keep_last else []
-        keep = {p for _, p in state.best_checkpoints[: t.keep_best]} | set(latest)
-        for p in {p for _, p in state.best_checkpoints} | set(state.last_checkpoints):
-            if p not in keep:
-                Path(p).unlink(missing_ok=True)
-        state.best_checkpoints = [x for x in state.best_checkpoints if x[1] in keep]
-        state.last_checkpoints = [p for p in state.last_checkpoints if p in keep]
-
-    def run_validation() -> bool:
-        """Validate, keep checkpoints; True when early stopping says stop."""
-        scores = validate(model, prepared, valid_data, cfg, device)
-        metric = scores[t.valid_metric]
-        better = state.best_score is None or (
-            metric > state.best_score if t.valid_metric == "bleu" else metric < state.best_score
-        )
-        if better:
-            state.best_score, state.best_step, state.bad_validations = metric, state.step, 0
-        else:
-            state.bad_validations += 1
-        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            scheduler.step(metric)
-        record = {
-            "type": "valid",
-            "step": state.step,
-            "epoch": state.epoch + 1,
-            "minutes": round(state.wall_seconds / 60, 3),
-            **{k: round(v, 4) for k, v in scores.items()},
-            "best": better,
-        }
-        files.write_metrics(record)
-        progress.message(
-            f"valid @ {state.step}: loss {scores['loss']:.3f} ppl {scores['ppl']:.2f} "
-            f"BLEU {scores['bleu']:.2f}{' (best)' if better else ''}"
-        )
-        files.write_log(f"valid step {state.step}: {json.dumps(record)}")
-        plot_after_validation(files.dir)
-        keep_checkpoint(metric)
-        if better:
-            save_checkpoint(files.best, model_payload())
-        return bool(t.patience) and state.bad_validations >= t.patience
-
-    rng_at_update_start = _rng_state()
-    first_epoch = _epoch_batches(train_data, cfg, 0)
-    per_batch = sum(map(len, first_epoch)) / len(first_epoch)
-    say(f"{len(first_epoch)} batches per epoch, {per_batch:.1f} sentences a batch on average, "
-        f"{train_data.padding_fraction(first_epoch):.1%} padding")  # fmt: skip
+        say(f"training {count_parameters(model):,} parameters on {device}; "
+            f"{len(train_data):,} training pairs; run directory {files.dir}")  # fmt: skip
+        run.save_last()
+    data = DataPosition(train_data, cfg, state)
+    first_epoch = data.batches(0)
+    say(f"{len(first_epoch)} batches per epoch, {sum(map(len, first_epoch)) / len(first_epoch):.1f} "
+        f"sentences a batch on average, {train_data.padding_fraction(first_epoch):.1%} padding")  # fmt: skip
     progress = TrainProgress(cfg, len(first_epoch), enabled=show_progress, say=log)
     model.train()
-    window_tokens, window_start, window_loss, window_n = 0, time.perf_counter(), 0.0, 0
-    with _StopFlag() as stop, progress:
+    speed_tokens, speed_start = 0, time.perf_counter()
+    with StopSignals() as stop, progress:
         progress.update(state)
-        last_tick = time.perf_counter()
-        for group in _updates(train_data, cfg, state):
+        last_tick = last_save = time.perf_counter()
+        while True:
             now = time.perf_counter()
-            state.wall_seconds += now - last_tick
-            last_tick = now
-            if stop.requested:
-                state.stop_reason = "interrupted"
+            state.wall_seconds, last_tick = state.wall_seconds + now - last_tick, now
+            state.stop_reason = _stop_rule(run, data, stop)
+            if state.stop_reason:
                 break
-            if t.max_steps and state.step >= t.max_steps:
-                state.stop_reason = f"reached train.max_steps={t.max_steps}"
-                break
-            if t.max_minutes and state.wall_seconds >= 60 * t.max_minutes:
-                state.stop_reason = f"reached train.max_minutes={t.max_minutes}"
-                break
-            rng_at_update_start = _rng_state()
-            tick = time.perf_counter()
-            batches = [train_data.batch(idx).to(device) for idx in group]
+            batches = [train_data.batch(idx).to(device) for idx in data.next_group()]
             sampling = 1.0 - teacher_forcing_ratio(cfg, state.step)
             loss_sum, n_tokens = accumulate_gradients(
                 model, batches, t.label_smoothing, sampling, device, t.bf16
             )
-            state.batch_in_epoch += len(group)
             if not math.isfinite(loss_sum):
-                state.nonfinite_in_row += 1
-                state.nonfinite_total += 1
-                optimizer.zero_grad(set_to_none=True)
-                progress.message(
-                    f"warning: non-finite loss at update {state.step + 1}; skipped "
-                    f"({state.nonfinite_in_row} in a row, {state.nonfinite_total} in all)"
-                )
-                if state.nonfinite_in_row >= t.max_bad_steps:
-                    state.stop_reason = "non-finite loss"
-                    raise Seq2SeqError(
-                        f"{state.nonfinite_in_row} non-finite losses in a row at update {state.step}: "
-                        "lower train.lr or train.clip_norm; the last good checkpoint is "
-                        f"{files.last if files.last.exists() else 'not written yet'}"
-                    )
+                _skip_nonfinite(run, progress)
                 continue
             state.nonfinite_in_row = 0
-            grad_norm = clip_and_step(model, optimizer, cfg)
-            if not isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                scheduler.step()
+            grad_norm = clip_and_step(model, run.optimizer, cfg)
+            if not isinstance(run.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                run.scheduler.step()
             state.step += 1
             state.tgt_tokens += n_tokens
-            state.train_seconds += time.perf_counter() - tick
-            window_tokens += n_tokens
-            window_loss += loss_sum
-            window_n += n_tokens
-            lr = optimizer.param_groups[0]["lr"]
+            state.train_seconds += time.perf_counter() - now
+            state.window_loss += loss_sum
+            state.window_tokens += n_tokens
+            speed_tokens += n_tokens
             if state.step % t.log_every == 0:
-                elapsed = time.perf_counter() - window_start
-                files.write_metrics(
-                    {
-                        "type": "train",
-                        "step": state.step,
-                        "epoch": state.epoch + 1,
-                        "loss": round(window_loss / max(1, window_n), 4),
-                        "lr": lr,
-                        "grad_norm": round(grad_norm, 4),
-                        "teacher_forcing": round(1.0 - sampling, 4),
-                        "tgt_tokens_per_s": round(window_tokens / elapsed, 1),
-                        "minutes": round(state.wall_seconds / 60, 3),
-                    }
-                )
-                window_tokens, window_start, window_loss, window_n = 0, time.perf_counter(), 0.0, 0
+                speed = speed_tokens / (time.perf_counter() - speed_start)
+                files.write_metrics(_train_record(run, grad_norm, sampling, speed))
+                speed_tokens, speed_start = 0, time.perf_counter()
+            lr = run.optimizer.param_groups[0]["lr"]
             progress.update(state, loss=loss_sum / max(1, n_tokens), lr=lr, tokens=n_tokens)
-            epoch_end = state.batch_in_epoch >= progress.batches_per_epoch
-            rng_at_update_start = _rng_state()
-            last_step = bool(t.max_steps) and state.step >= t.max_steps
-            out_of_time = bool(t.max_minutes) and (
-                state.wall_seconds + time.perf_counter() - last_tick >= 60 * t.max_minutes
-            )
-            if (
-                state.step % t.valid_every == 0 or epoch_end or last_step or out_of_time
-            ) and run_validation():
-                state.stop_reason = f"no improvement in {t.patience} validations"
-                break
-        else:
-            state.stop_reason = f"reached train.max_epochs={t.max_epochs}"
-        rng_at_update_start = _rng_state()
+            if _validation_due(run, data, time.perf_counter() - last_tick):
+                last_save = time.perf_counter()
+                if _validate_and_save(run, prepared, valid_data, progress):
+                    state.stop_reason = f"no improvement in {t.patience} validations"
+                    break
+            elif t.save_every_minutes and time.perf_counter() - last_save >= 60 * t.save_every_minutes:
+                run.save_last()
+                last_save = time.perf_counter()
         if state.best_score is None and state.step > 0 and state.stop_reason != "interrupted":
-            run_validation()
-        save_checkpoint(files.last, checkpoint_payload())
+            _validate_and_save(run, prepared, valid_data, progress)
+        run.save_last()
 
     if state.stop_reason == "interrupted":
-        say(
-            f"interrupted at update {state.step}; saved {files.last}. Resume with the same command "
-            f"(seq2seq train ... --out {files.dir})"
-        )
+        say(f"interrupted ({stop.requested}) at update {state.step}; saved {files.last}. Resume with the "
+            f"same command (seq2seq train ... --out {files.dir})")  # fmt: skip
     best = files.best if files.best.exists() else files.last
-    best_score = state.best_score if state.best_score is not None else float("nan")
-    summary = (
-        f"done: {state.step} updates in {state.wall_seconds / 60:.1f} min ({state.stop_reason}); "
-        f"best valid {t.valid_metric} {best_score:.2f} at update {state.best_step}: {best}"
-    )
-    say(summary)
+    scored = "no validation yet"
+    if state.best_score is not None:
+        scored = f"best valid {t.valid_metric} {state.best_score:.2f} at update {state.best_step}: {best}"
+    say(f"done: {state.step} updates in {state.wall_seconds / 60:.1f} min ({state.stop_reason}); {scored}")
     return TrainResult(
         files.dir, best, files.last, state.best_score, t.valid_metric, state.step, state.stop_reason
     )

@@ -24,6 +24,7 @@ from seq2seq.data.batching import FlatSequences, token_batches
 from seq2seq.ensemble import Ensemble
 from seq2seq.errors import Seq2SeqError
 from seq2seq.export import load_pretrained
+from seq2seq.inspect.sentence import Trace, trace_sentence
 from seq2seq.model import Seq2Seq
 from seq2seq.runtime import native_bf16, resolve_device
 from seq2seq.search import DecoderModel, Hypothesis, SearchOptions, search
@@ -230,6 +231,28 @@ class Translator:
         self.stats.empty += len(sentences) - len(todo)
         self.stats.seconds += time.perf_counter() - start
         return out
+
+    def single_model(self, what: str) -> Seq2Seq:
+        """The model, for `what` (a command) that needs one model, not an ensemble."""
+        if not isinstance(self.model, Seq2Seq):
+            raise Seq2SeqError(f"{what} takes one --model (an ensemble has no single set of states)")
+        return self.model
+
+    def inspect(
+        self, sentence: str, target: str | None = None, beam: int | None = None, gradients: bool = False
+    ) -> Trace:
+        """Every gate, memory cell, hidden state and attention weight of one sentence, as named arrays
+        (see `seq2seq.inspect.sentence.Trace`): on its own translation, or forced on `target`."""
+        max_src = self.cfg.decode.max_src_len
+        return trace_sentence(
+            self.single_model("inspect"),
+            self.tokenizer,
+            sentence,
+            target,
+            self.options(beam),
+            max_src,
+            gradients,
+        )
 
     def translate(self, sentences: Sequence[str], beam: int | None = None, **options: object) -> list[str]:
         """Translate a list of sentences to a list of strings (same length, same order)."""
