@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 PIP_INSTALL := $(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt
 RUN := runs/numbers-de
 
-.PHONY: demo test test-slow check bench clean test-browser-serve
+.PHONY: demo test test-slow check bench clean test-browser test-browser-serve
 
 $(BIN)/python:
 	python3 -m venv $(VENV)
@@ -31,6 +31,13 @@ test: $(VENV)/.installed-dev
 ## test-slow: the slow tests (real corpora under ../shared/data, longer training)
 test-slow: $(VENV)/.installed-dev
 	$(BIN)/pytest -q -m slow
+
+## test-browser: install Debian's chromium and chromedriver, then open the inspect page in it (selenium)
+test-browser: $(VENV)/.installed-dev
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		(apt-get update && apt-get install -y chromium chromium-driver)
+	$(PIP_INSTALL) -e ".[dev,browser]"
+	$(BIN)/pytest -q -m browser tests/test_inspect_browser.py
 
 ## test-browser-serve: install Debian's chromium and selenium, then test the serve page in a headless browser
 test-browser-serve: $(VENV)/.installed-dev

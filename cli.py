@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Annotated
+from typing import IO, Annotated, Literal
 
 import typer
 from rich.console import Console
@@ -19,12 +19,17 @@ from rich.progress import Progress
 
 from seq2seq import Seq2SeqError, Translator, load_config
 from seq2seq import train as run_train
-from seq2seq.bench import format_table, run_bench
+from seq2seq.bench import format_table, recipe_inputs, run_bench
 from seq2seq.checkpoint import average_checkpoints, save_checkpoint
+from seq2seq.config import Penalty
 from seq2seq.distributed import is_main_process, launch
-from seq2seq.evaluate import METRICS, parse_metrics, require_lines, score_corpus
+from seq2seq.evaluate import METRICS, parse_metrics, require_lines, score_corpus, translate_and_score
+from seq2seq.export import export_model
+from seq2seq.inspect.report import write_inspection
 from seq2seq.outputs import NamedWriter, atomic_output, os_error_line, refuse_overwriting_inputs
+from seq2seq.plot import plot_runs
 from seq2seq.runtime import tune_allocator
+from seq2seq.scoring import score_files
 from seq2seq.textio import LineStats, count_lines, iter_lines, read_lines
 from seq2seq.train import EXIT_INTERRUPTED
 from seq2seq.translate import Translation
@@ -182,7 +187,7 @@ def train(
         typer.echo(f"best model: {result.best_checkpoint}")
 
 
-def _load_translator(model: Path, device: str, quantize: str, bf16: bool) -> Translator:
+def _load_translator(model: list[Path], device: str, quantize: str, bf16: bool) -> Translator:
     translator = Translator.from_checkpoint(model, device, quantize, bf16)
     if bf16 and not translator.bf16:
         _err(f"warning: {translator.device} has no native bf16 arithmetic: --bf16 ignored, decoding in fp32")
@@ -243,7 +248,10 @@ def translate(
             metavar="[INPUT]", help="Text file, one sentence per line; '-' or nothing reads stdin."
         ),
     ] = None,
-    model: Annotated[Path, typer.Option("--model", "-m", help="Checkpoint (.pt) written by train.")] = Path(),
+    model: Annotated[
+        list[Path] | None,
+        typer.Option("--model", "-m", help="Checkpoint (.pt) written by train; repeat it for an ensemble."),
+    ] = None,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Output file [default: stdout].")
     ] = None,
@@ -253,8 +261,9 @@ def translate(
         float | None, typer.Option(help="Length penalty alpha; 0 = raw log-probability [default: recipe's].")
     ] = None,
     penalty: Annotated[
-        str, typer.Option(help="gnmt: score / ((5+len)/6)^alpha; length: score / len^alpha.")
-    ] = "gnmt",
+        Penalty | None,
+        typer.Option(help="gnmt: score / ((5+len)/6)^alpha; length: score / len^alpha [default: recipe's]."),
+    ] = None,
     max_len_a: Annotated[
         float | None, typer.Option(help="Max output length = a * source length + b.")
     ] = None,
@@ -274,33 +283,35 @@ def translate(
     quantize: Annotated[str, typer.Option(help="int8: dynamic int8 quantization for CPU (faster).")] = "",
     bf16: Annotated[bool, typer.Option("--bf16", help=BF16_HELP)] = False,
     chunk_lines: Annotated[int, typer.Option(help="Lines read before translating (1 on a terminal).")] = 1000,
+    sample: Annotated[bool, typer.Option("--sample", help="Sample translations, not search.")] = False,
+    temperature: Annotated[float, typer.Option(help="With --sample: < 1 sharper, > 1 flatter.")] = 1.0,
+    top_k: Annotated[int, typer.Option(help="With --sample: only the k most probable tokens; 0 = all.")] = 0,
+    top_p: Annotated[
+        float, typer.Option(help="With --sample: only the most probable tokens up to this mass (nucleus).")
+    ] = 1.0,
+    seed: Annotated[int, typer.Option(help="With --sample: random seed (same seed, same samples).")] = 0,
+    n_samples: Annotated[int, typer.Option(help="With --sample: samples per line (jsonl n_best).")] = 1,
 ) -> None:
     """Translate text: exactly one output line per input line, in order."""
     with _user_errors(ctx):
+        if sample:
+            n_best = n_samples
         if fmt not in ("plain", "jsonl"):
             raise Seq2SeqError(f"--format: {fmt!r} is not one of 'plain', 'jsonl'")
-        if penalty not in ("gnmt", "length"):
-            raise Seq2SeqError(f"--penalty: {penalty!r} is not one of 'gnmt', 'length'")
         if n_best > 1 and fmt == "plain":
-            raise Seq2SeqError("--n-best > 1 needs --format jsonl")
-        if str(model) in ("", "."):
+            raise Seq2SeqError(f"{'--n-samples' if sample else '--n-best'} > 1 needs --format jsonl")
+        if not model:
             raise Seq2SeqError(
                 "--model: give the checkpoint to translate with, e.g. runs/NAME/checkpoints/best.pt"
             )
-        for name, value in (("--beam", beam), ("--n-best", n_best), ("--batch-tokens", batch_tokens),
-                            ("--chunk-lines", chunk_lines)):  # fmt: skip
-            if value is not None and value < 1:
-                raise Seq2SeqError(f"{name}: must be at least 1, got {value}")
-        for name, number in (("--min-len", min_len), ("--max-len-a", max_len_a), ("--max-len-b", max_len_b)):
-            if number is not None and number < 0:
-                raise Seq2SeqError(f"{name}: must not be negative, got {number}")
         _check_finite(length_penalty=length_penalty, max_len_a=max_len_a)
         stdin = Path("/dev/stdin") if input_ is None or str(input_) == "-" else None  # `-o x < x`
-        refuse_overwriting_inputs([("--output", output), ("--attention", attention)], [input_, stdin, model])
+        refuse_overwriting_inputs([("--output", output), ("--attention", attention)], [input_, stdin, *model])
         translator = _load_translator(model, device, quantize, bf16)
         opts = translator.options(
             beam=beam, n_best=n_best, length_penalty=length_penalty, max_len_a=max_len_a, max_len_b=max_len_b,
             min_len=min_len, block_unk=no_unk, attention=attention is not None, penalty=penalty,
+            sample=sample, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
         )  # fmt: skip
         stats = LineStats()
         start = time.perf_counter()
@@ -336,7 +347,8 @@ def translate(
             _err(f"warning: {translator.stats.truncated} line(s) longer than {limit} subwords were truncated")
         where = f" -> {output}" if output else ""
         where += f" (attention: {attention})" if attention else ""
-        _err(f"translated {stats.lines} line(s) in {seconds:.1f} s (beam {opts.beam}){where}")
+        how = f"{opts.n_best} sample(s) each" if opts.sample else f"beam {opts.beam}"
+        _err(f"translated {stats.lines} line(s) in {seconds:.1f} s ({how}){where}")
 
 
 @app.command("eval")
@@ -345,7 +357,8 @@ def evaluate(
     ref: Annotated[Path, typer.Option(help="Reference file, one sentence per line.")] = Path(),
     hyp: Annotated[Path | None, typer.Option(help="Hypothesis file to score.")] = None,
     model: Annotated[
-        Path | None, typer.Option("--model", "-m", help="Checkpoint: translate --src, then score.")
+        list[Path] | None,
+        typer.Option("--model", "-m", help="Checkpoint: translate --src, then score (repeat: an ensemble)."),
     ] = None,
     src: Annotated[Path | None, typer.Option(help="Source file to translate with --model.")] = None,
     output: Annotated[
@@ -369,40 +382,91 @@ def evaluate(
             raise Seq2SeqError("--ref: give the reference file")
         if fmt not in ("table", "json"):
             raise Seq2SeqError(f"--format: {fmt!r} is not one of 'table', 'json'")
-        if (hyp is None) == (model is None):
+        if (hyp is None) == (not model):
             raise Seq2SeqError("give either --hyp FILE, or --model CKPT with --src FILE")
         names = parse_metrics(metrics)
-        refuse_overwriting_inputs([("--output", output)], [ref, hyp, src, model])
+        refuse_overwriting_inputs([("--output", output)], [ref, hyp, src, *(model or [])])
         refs = read_lines(ref)
-        require_lines(refs, str(ref))
-        if model is not None:
+        require_lines(refs, str(ref))  # before loading a model
+        if model:
             if src is None:
                 raise Seq2SeqError("--model needs --src FILE (the source side of --ref)")
-            sources = read_lines(src, replace_invalid=True)
-            if len(sources) != len(refs):
-                raise Seq2SeqError(f"{src} has {len(sources)} lines but {ref} has {len(refs)}")
             translator = _load_translator(model, device, quantize, bf16)
+            opts = translator.options(beam=beam)
             with contextlib.ExitStack() as stack:  # an unwritable --output fails before translating
                 out = stack.enter_context(atomic_output(output)) if output is not None else None
-                start = time.perf_counter()
-                hyps = translator.translate(sources, beam=beam)
-                _err(
-                    f"translated {len(sources)} lines in {time.perf_counter() - start:.1f} s "
-                    f"(beam {translator.options(beam=beam).beam})"
-                )
+                result = translate_and_score(translator, src, ref, names, opts, lowercase, tokenize)
+                n = len(result.translations)
+                _err(f"translated {n} lines in {result.seconds:.1f} s (beam {opts.beam})")
                 if out is not None:
-                    out.write("".join(h + "\n" for h in hyps))
-            hyp_name = f"translations of {src}"
+                    out.write("".join(h + "\n" for h in result.translations))
+            scores = result.scores
         else:
             assert hyp is not None
-            hyps, hyp_name = read_lines(hyp), str(hyp)
-        scores = score_corpus(
-            hyps, refs, names, lowercase=lowercase, tokenize=tokenize, names=(hyp_name, str(ref))
-        )
+            scores = score_corpus(read_lines(hyp), refs, names, lowercase=lowercase,
+                                  tokenize=tokenize, names=(str(hyp), str(ref)))  # fmt: skip
         if fmt == "json":
             _print(json.dumps([s.as_dict() for s in scores], indent=2))
         else:
             _print("\n".join(f"{s.text}\n    signature: {s.signature}" for s in scores))
+
+
+@app.command()
+def score(
+    ctx: typer.Context,
+    model: Annotated[Path, typer.Option("--model", "-m", help="Checkpoint (.pt) written by train.")] = Path(),
+    src: Annotated[Path, typer.Option(help="Source file, one sentence per line.")] = Path(),
+    tgt: Annotated[Path, typer.Option(help="Translations to score, one per line of --src.")] = Path(),
+    fmt: Annotated[
+        Literal["plain", "jsonl"],
+        typer.Option("--format", help="plain: log-prob, per token, normalised (tab-separated); or jsonl."),
+    ] = "plain",
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Output file [default: stdout].")
+    ] = None,
+    batch_tokens: Annotated[
+        int | None, typer.Option(help="Tokens per batch [default: the recipe's train.batch_tokens].")
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+) -> None:
+    """The model's log-probability of given translations (forced decoding), one line per pair."""
+    with _user_errors(ctx):
+        for name, value in (("--model", model), ("--src", src), ("--tgt", tgt)):
+            if str(value) in ("", "."):
+                raise Seq2SeqError(f"{name}: give the file (score --model CKPT --src FILE --tgt FILE)")
+        translator = _load_translator([model], device, "", False)
+        scores = score_files(translator, src, tgt, batch_tokens)
+        with open(output, "w", encoding="utf-8") if output else contextlib.nullcontext(sys.stdout) as sink:
+            for i, s in enumerate(scores):
+                if fmt == "plain":
+                    sink.write(f"{s.log_prob:.4f}\t{s.per_token:.4f}\t{s.normalized:.4f}\n")
+                else:
+                    sink.write(json.dumps({"line": i + 1, **s.as_dict()}) + "\n")
+        _err(f"scored {len(scores)} pair(s)" + (f" -> {output}" if output else ""))
+
+
+@app.command()
+def plot(
+    ctx: typer.Context,
+    runs: Annotated[list[Path], typer.Argument(help="Run directories (each with metrics.jsonl).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="PNG to write.")] = Path("curves.png"),
+) -> None:
+    """Learning curves (losses, BLEU against updates and minutes, learning rate) of runs, as a PNG."""
+    with _user_errors(ctx):
+        typer.echo(f"learning curves of {len(runs)} run(s): {plot_runs(runs, output)}")
+
+
+@app.command()
+def export(
+    ctx: typer.Context,
+    checkpoint: Annotated[
+        Path, typer.Argument(help="Checkpoint (.pt) to export, e.g. runs/NAME/checkpoints/best.pt.")
+    ],
+    out_dir: Annotated[Path, typer.Argument(help="Folder to write (model.safetensors, config.json, ...).")],
+) -> None:
+    """A folder others load without pickle: safetensors weights, config.json, SentencePiece, model card."""
+    with _user_errors(ctx):
+        typer.echo(f"exported {checkpoint}: {export_model(checkpoint, out_dir)}")
 
 
 @app.command()
@@ -465,22 +529,10 @@ def bench(
 ) -> None:
     """Measure training and decoding speed, peak memory and the fraction of the machine's matmul peak."""
     with _user_errors(ctx):
-        if steps < 1 or warmup < 0:
-            raise Seq2SeqError("--steps must be at least 1 and --warmup at least 0")
         cfg = load_config(recipe, set_ or []) if recipe is not None else None
-        if recipe is not None:
-            run_dir = Path("runs") / recipe.stem
-            data = data or run_dir / "data"
-            model = model or (
-                run_dir / "checkpoints" / "best.pt"
-                if (run_dir / "checkpoints" / "best.pt").is_file()
-                else None
-            )
-            if src is None and cfg is not None and cfg.data.format == "text" and cfg.data.test:
-                src = Path(f"{cfg.data.test}.{cfg.data.src_lang}")
-                ref = ref or Path(f"{cfg.data.test}.{cfg.data.tgt_lang}")
-        if model is not None and src is None:
-            raise Seq2SeqError("--model needs --src FILE (sentences to decode)")
+        if recipe is not None and cfg is not None:
+            inputs = recipe_inputs(recipe, cfg, data, model, src, ref)
+            data, model, src, ref = inputs.data, inputs.checkpoint, inputs.source, inputs.reference
         refuse_overwriting_inputs([("--json", json_out)], [recipe, model, src, ref])
         result = run_bench(cfg, data, model, src, ref, warmup=warmup, steps=steps, batch_tokens=batch_tokens,
                            device=device, log=_err)  # fmt: skip
@@ -491,6 +543,45 @@ def bench(
             with atomic_output(json_out) as out:
                 out.write(result.to_json() + "\n")
             _err(f"figures written to {json_out}")
+
+
+@app.command()
+def inspect(
+    ctx: typer.Context,
+    text: Annotated[list[str] | None, typer.Argument(help="Sentences to inspect (or --input FILE).")] = None,
+    model: Annotated[Path, typer.Option("--model", "-m", help="Checkpoint (.pt) written by train.")] = Path(),
+    input_: Annotated[
+        Path | None, typer.Option("--input", help="One sentence per line (corpus mode).")
+    ] = None,
+    target: Annotated[
+        list[str] | None, typer.Option(help="Force this translation (one per TEXT; repeatable).")
+    ] = None,
+    ref: Annotated[
+        Path | None, typer.Option(help="Force these translations, one line per input line.")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Directory for index.html, PNGs and trace.npz.")] = Path(
+        "inspect"
+    ),
+    beam: Annotated[int | None, typer.Option(help="Beam size of the model's own translation.")] = None,
+    gradients: Annotated[
+        bool, typer.Option("--gradients", help="Also ||dloss/dC_t||, ||dloss/dh_t|| per source position.")
+    ] = False,
+    figures: Annotated[int, typer.Option(help="Sentences that get their own figures and arrays.")] = 10,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "cpu",
+) -> None:
+    """Show the recurrent cells at work: gates, memory cell C_t, h_t and attention, token by token."""
+    with _user_errors(ctx):
+        if str(model) in ("", "."):
+            raise Seq2SeqError("--model: give the checkpoint to inspect, e.g. runs/NAME/checkpoints/best.pt")
+        if target and ref:
+            raise Seq2SeqError("--target and --ref both give targets: use one")
+        sentences = [*(text or []), *(read_lines(input_, replace_invalid=True) if input_ else [])]
+        targets = read_lines(ref, replace_invalid=True) if ref else target
+        translator = Translator.from_checkpoint(model, device)
+        report = write_inspection(translator, sentences, out, targets, beam, gradients, figures, str(model))
+        for note in report.notes:
+            _err(f"note: {note}")
+        typer.echo(f"inspected {report.traced} sentence(s): {report.index} ({len(report.files)} files)")
 
 
 @app.command()

@@ -13,12 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 from seq2seq.checkpoint import load_checkpoint, load_model, save_checkpoint
 from seq2seq.config import Config, load_config
+from seq2seq.ensemble import Ensemble
 from seq2seq.errors import Seq2SeqError
 from seq2seq.evaluate import Score, score_corpus
 from seq2seq.model import Seq2Seq, build_model
-from seq2seq.search import Hypothesis, SearchOptions, beam_search, greedy_search
+from seq2seq.search import Hypothesis, SearchOptions, beam_search, greedy_search, sample_search
 from seq2seq.train import TrainResult, train
-from seq2seq.translate import Translation, Translator
+from seq2seq.translate import Translation, Translator, decode_ids
 
 if TYPE_CHECKING:
     from seq2seq.data import load_prepared, preprocess
@@ -37,6 +38,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Config",
+    "Ensemble",
     "Hypothesis",
     "Score",
     "SearchOptions",
@@ -47,12 +49,14 @@ __all__ = [
     "Translator",
     "beam_search",
     "build_model",
+    "decode_ids",
     "greedy_search",
     "load_checkpoint",
     "load_config",
     "load_model",
     "load_prepared",
     "preprocess",
+    "sample_search",
     "save_checkpoint",
     "score_corpus",
     "train",

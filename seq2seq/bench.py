@@ -24,8 +24,9 @@ import torch
 
 from seq2seq.config import Config, DecodeConfig, ModelConfig, config_from_dict
 from seq2seq.data.batching import FlatSequences, ParallelCorpus
+from seq2seq.errors import Seq2SeqError
 from seq2seq.model import build_model, count_parameters
-from seq2seq.runtime import allocator_tuned, native_bf16
+from seq2seq.runtime import allocator_tuned, native_bf16, resolve_device
 from seq2seq.textio import read_lines
 
 # The reference model of the benchmark (7.6M parameters with an 8k vocabulary).
@@ -297,6 +298,35 @@ def format_table(result: BenchResult) -> str:
     return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class BenchInputs:
+    data: Path | None
+    checkpoint: Path | None
+    source: Path | None
+    reference: Path | None
+
+
+def recipe_inputs(
+    recipe: Path,
+    cfg: Config,
+    data: Path | None = None,
+    checkpoint: Path | None = None,
+    source: Path | None = None,
+    reference: Path | None = None,
+) -> BenchInputs:
+    """What `bench RECIPE` measures unless told: the recipe's run directory (`runs/NAME`, laid out as
+    `RunFiles` says) for data and best checkpoint, and the recipe's text test split for decoding."""
+    from seq2seq.rundir import RunFiles
+
+    run = RunFiles(Path("runs") / recipe.stem)
+    if checkpoint is None and run.best.is_file():
+        checkpoint = run.best
+    if source is None and cfg.data.format == "text" and cfg.data.test:
+        source = Path(f"{cfg.data.test}.{cfg.data.src_lang}")
+        reference = reference or Path(f"{cfg.data.test}.{cfg.data.tgt_lang}")
+    return BenchInputs(data or run.dir / "data", checkpoint, source, reference)
+
+
 def run_bench(
     cfg: Config | None,
     data_dir: Path | None,
@@ -310,8 +340,10 @@ def run_bench(
     log: Any = print,
 ) -> BenchResult:
     """Measure training (recipe corpus or generated Multi30k-shaped data) and decoding (with a checkpoint)."""
-    from seq2seq.translate import resolve_device
-
+    if steps < 1 or warmup < 0:
+        raise Seq2SeqError("--steps must be at least 1 and --warmup at least 0")
+    if checkpoint is not None and source is None:
+        raise Seq2SeqError("--model needs --src FILE (sentences to decode)")
     dev = resolve_device(device)
     if cfg is not None and cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)

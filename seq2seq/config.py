@@ -15,11 +15,14 @@ import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
 
 import yaml
 
 from seq2seq.errors import Seq2SeqError
+
+Penalty = Literal["gnmt", "length"]
+"""Length penalty kinds: `gnmt` divides by ((5 + len) / 6) ** alpha, `length` by len ** alpha."""
 
 
 @dataclass(frozen=True)
@@ -126,7 +129,7 @@ class ModelConfig:
     """Encoder-decoder architecture."""
 
     cell: str = "lstm"
-    """`lstm` or `gru`."""
+    """`lstm`, `gru` or `rnn` (a plain tanh RNN, for comparison: see benchmarks/cells.py)."""
     emb_size: int = 256
     enc_hidden: int = 256
     """Hidden size per direction of the encoder."""
@@ -218,7 +221,9 @@ class DecodeConfig:
 
     beam: int = 5
     length_penalty: float = 1.0
-    """GNMT alpha: score / ((5 + len) / 6) ** alpha; 0 = raw log-probability."""
+    """alpha of the `penalty`: score / ((5 + len) / 6) ** alpha for gnmt; 0 = raw log-probability."""
+    penalty: Penalty = "gnmt"
+    """`gnmt` divides by ((5 + len) / 6) ** alpha, `length` by len ** alpha."""
     max_len_a: float = 1.5
     max_len_b: int = 10
     """A hypothesis has at most a * source_length + b tokens."""
@@ -246,7 +251,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "data.normalize": ("", "NFC", "NFKC"),
     "data.invalid_utf8": ("error", "replace"),
     "tokenizer.type": ("unigram", "bpe"),
-    "model.cell": ("lstm", "gru"),
+    "model.cell": ("lstm", "gru", "rnn"),
     "model.attention": ("bahdanau", "dot", "general"),
     "model.bridge": ("zero", "last", "learned"),
     "train.optimizer": ("adam", "adamw", "sgd"),
@@ -306,6 +311,11 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
         if isinstance(value, dict | list):
             raise Seq2SeqError(f"{where}: expected a string, got {value!r}")
         return str(value)
+    if get_origin(typ) is Literal:
+        choices = get_args(typ)
+        if value not in choices:
+            raise Seq2SeqError(f"{where}: {value!r} is not one of {', '.join(map(repr, choices))}")
+        return value
     raise TypeError(f"unsupported config type {typ} at {where}")
 
 

@@ -104,8 +104,30 @@ def numbers_de(train_size: int, eval_size: int, seed: int) -> dict[str, list[tup
     return {"train": pairs(train), "valid": pairs(valid), "test": pairs(test)}
 
 
+PARITY_LENGTHS = (2, 40)
+"""Shortest and longest `parity` source, in tokens."""
+
+
+def parity(train_size: int, eval_size: int, seed: int) -> dict[str, list[tuple[str, str]]]:
+    """A long-range dependency that attention cannot shortcut: a sequence of letters a-f ("c a f a b")
+    into "even" or "odd", the parity of the number of a's. The answer depends on every token, so only
+    memory carried through the recurrence solves it; lengths are uniform over `PARITY_LENGTHS`."""
+    rng = random.Random(seed)
+
+    def pair() -> tuple[str, str]:
+        tokens = [rng.choice("abcdef") for _ in range(rng.randint(*PARITY_LENGTHS))]
+        return " ".join(tokens), "odd" if tokens.count("a") % 2 else "even"
+
+    return {
+        "train": [pair() for _ in range(train_size)],
+        "valid": [pair() for _ in range(eval_size)],
+        "test": [pair() for _ in range(eval_size)],
+    }
+
+
 BUILTIN: dict[str, Callable[[int, int, int], dict[str, list[tuple[str, str]]]]] = {
     "numbers-de": numbers_de,
+    "parity": parity,
 }
 
 

@@ -6,12 +6,20 @@ command does, so the numbers can be compared with published ones.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sacrebleu.metrics import BLEU, CHRF, TER
 
 from seq2seq.errors import Seq2SeqError
+from seq2seq.textio import read_lines, single_line
+
+if TYPE_CHECKING:
+    from seq2seq.search import SearchOptions
+    from seq2seq.translate import Translator
 
 METRICS = ("bleu", "chrf", "ter")
 
@@ -90,3 +98,44 @@ def score_corpus(
 def bleu(hypotheses: Sequence[str], references: Sequence[str]) -> Score:
     """Cased sacreBLEU with the 13a tokenizer (the standard setting)."""
     return score_corpus(hypotheses, references, ("bleu",))[0]
+
+
+@dataclass(frozen=True)
+class ModelScores:
+    """What `translate_and_score` found: the translations (one per source line), their scores and the
+    seconds translation took."""
+
+    translations: list[str]
+    scores: list[Score]
+    seconds: float
+
+
+def translate_and_score(
+    translator: Translator,
+    src: Path,
+    ref: Path,
+    metrics: Sequence[str] = METRICS,
+    opts: SearchOptions | None = None,
+    lowercase: bool = False,
+    tokenize: str | None = None,
+) -> ModelScores:
+    """Translate `src` with `translator` (its recipe's decode settings unless `opts`) and score the
+    translations against `ref` (`eval --model`)."""
+    refs = read_lines(ref)
+    require_lines(refs, str(ref))
+    sources = read_lines(src, replace_invalid=True)
+    if len(sources) != len(refs):
+        raise Seq2SeqError(f"{src} has {len(sources)} lines but {ref} has {len(refs)}")
+    opts = opts or translator.options()
+    start = time.perf_counter()
+    hyps = [t.text for t in translator.translate_batch([single_line(s) for s in sources], opts)]
+    seconds = time.perf_counter() - start
+    scores = score_corpus(
+        hyps,
+        refs,
+        metrics,
+        lowercase=lowercase,
+        tokenize=tokenize,
+        names=(f"translations of {src}", str(ref)),
+    )
+    return ModelScores(hyps, scores, seconds)

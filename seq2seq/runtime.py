@@ -1,4 +1,5 @@
-"""What the hardware can do fast (`native_bf16`), and the memory allocator setting for CPU hot paths.
+"""Where to run (`resolve_device`), what the hardware can do fast (`native_bf16`), and the memory
+allocator setting for CPU hot paths.
 
 Training and decoding allocate and free the same large tensors at every step (the [N, V] logits, their
 log-softmax and gradient: 30+ MB each). glibc serves blocks that large with a fresh `mmap` and unmaps them
@@ -19,6 +20,8 @@ import os
 import sys
 
 import torch
+
+from seq2seq.errors import Seq2SeqError
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
@@ -59,3 +62,15 @@ def native_bf16(device: torch.device) -> bool:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` (CUDA when available, else CPU), `cpu`, `cuda` or `cuda:N`; a clear error otherwise."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise Seq2SeqError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise Seq2SeqError(f"--device: {name!r} is not a device (use cpu, cuda or cuda:N)") from None

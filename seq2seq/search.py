@@ -7,19 +7,24 @@ alive. An EOS candidate outside the first K is pruned like any other candidate o
 fairseq), so a beam of 1 is greedy search. A sentence is done when its best alive hypothesis can no
 longer beat its n-th best finished one (the bound uses the longest length still allowed, so it is exact
 for any penalty that grows with length), or at its maximum length. Nothing is ever appended after EOS.
+Sampling draws each next token from the temperature-scaled, top-k / top-p filtered distribution
+(`sampling_distribution`), n paths per sentence, with a seeded generator.
 
 Notation: B sentences, K beam, V vocabulary, S source length, t step.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Protocol
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import Any, Protocol, get_args
 
 import torch
 import torch.nn.functional as F
 
-from seq2seq.tokenizer import BOS, EOS, PAD, UNK
+from seq2seq.config import DecodeConfig, Penalty
+from seq2seq.errors import Seq2SeqError
+from seq2seq.special import BOS, EOS, PAD, UNK
 
 
 class Reorderable(Protocol):
@@ -55,24 +60,60 @@ class DecoderModel(Protocol):
 
 @dataclass(frozen=True)
 class SearchOptions:
+    """How to decode. `from_config` fills what is not given from a recipe's `decode` section; invalid
+    values raise `Seq2SeqError` naming the option."""
+
     beam: int = 5
     n_best: int = 1
     length_penalty: float = 1.0
     """alpha: `gnmt` divides by ((5 + len) / 6) ** alpha, `length` by len ** alpha; 0 = raw log-prob."""
-    penalty: str = "gnmt"
+    penalty: Penalty = "gnmt"
     max_len_a: float = 1.5
     max_len_b: int = 10
     min_len: int = 0
     block_unk: bool = False
     return_attention: bool = False
+    sample: bool = False
+    """Draw `n_best` samples per sentence instead of searching (`beam` is then unused)."""
+    temperature: float = 1.0
+    top_k: int = 0
+    """Sample among the k most probable tokens only; 0 = all."""
+    top_p: float = 1.0
+    """Sample among the most probable tokens that make up this much probability; 1.0 = all."""
+    seed: int = 0
+    """Seed of the sampling generator (each search call starts from it)."""
 
     def __post_init__(self) -> None:
-        if self.beam < 1 or not 1 <= self.n_best <= self.beam:
-            raise ValueError(
-                f"need beam >= 1 and 1 <= n_best <= beam (beam {self.beam}, n_best {self.n_best})"
+        if self.sample:
+            if self.n_best < 1:
+                raise Seq2SeqError(f"--n-samples: must be at least 1, got {self.n_best}")
+            if not self.temperature > 0 or self.top_k < 0 or not 0 < self.top_p <= 1:
+                raise Seq2SeqError(
+                    "sampling needs --temperature > 0, --top-k >= 0 and 0 < --top-p <= 1 (got "
+                    f"{self.temperature}, {self.top_k}, {self.top_p})"
+                )
+        elif self.beam < 1 or not 1 <= self.n_best <= self.beam:
+            raise Seq2SeqError(
+                f"--beam/--n-best: need beam >= 1 and 1 <= n_best <= beam "
+                f"(beam {self.beam}, n_best {self.n_best})"
             )
-        if self.penalty not in ("gnmt", "length"):
-            raise ValueError(f"penalty must be 'gnmt' or 'length', got {self.penalty!r}")
+        if self.penalty not in get_args(Penalty):
+            raise Seq2SeqError(f"--penalty: {self.penalty!r} is not one of 'gnmt', 'length'")
+        for name in ("min_len", "max_len_a", "max_len_b"):
+            if getattr(self, name) < 0:
+                raise Seq2SeqError(
+                    f"--{name.replace('_', '-')}: must not be negative, got {getattr(self, name)}"
+                )
+
+    @classmethod
+    def from_config(cls, decode: DecodeConfig, **overrides: Any) -> SearchOptions:
+        """Options from a `decode` section; `overrides` (SearchOptions fields) that are None keep it."""
+        unknown = set(overrides) - {f.name for f in fields(cls)}
+        if unknown:
+            raise TypeError(f"not search options: {', '.join(sorted(unknown))}")
+        values = {f.name: getattr(decode, f.name) for f in fields(cls) if hasattr(decode, f.name)}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -143,6 +184,27 @@ def top_k(scores: torch.Tensor, k: int, groups: int = 16) -> tuple[torch.Tensor,
     return values, members.gather(1, pos)
 
 
+def sampling_distribution(
+    log_probs: torch.Tensor, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0
+) -> torch.Tensor:
+    """[N, V] probabilities to sample the next token from, given the model's [N, V] log-probabilities.
+
+    Divides by `temperature`, keeps the `top_k` most probable tokens (0: all), then the smallest set of
+    most probable tokens whose probability reaches `top_p` (nucleus sampling; 1.0: all), renormalised.
+    """
+    logits = log_probs / temperature
+    if 0 < top_k < logits.size(-1):
+        kth = logits.topk(top_k, dim=-1).values[:, -1:]  # [N, 1]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, order = logits.sort(dim=-1, descending=True)
+        probs = sorted_logits.softmax(dim=-1)
+        before = probs.cumsum(dim=-1) - probs  # mass of the more probable tokens
+        sorted_logits = sorted_logits.masked_fill(before >= top_p, float("-inf"))
+        logits = torch.full_like(logits, float("-inf")).scatter(1, order, sorted_logits)
+    return logits.softmax(dim=-1)
+
+
 @torch.inference_mode()
 def greedy_search(
     model: DecoderModel, src_ids: torch.Tensor, src_lengths: torch.Tensor, opts: SearchOptions
@@ -151,9 +213,51 @@ def greedy_search(
 
     Sentences leave the batch as soon as they emit EOS, so the last steps run on the few long ones.
     """
-    batch = src_ids.size(0)
+    return _single_path_search(model, src_ids, src_lengths, opts, lambda scores: scores.max(dim=-1), 1)
+
+
+@torch.inference_mode()
+def sample_search(
+    model: DecoderModel,
+    src_ids: torch.Tensor,
+    src_lengths: torch.Tensor,
+    opts: SearchOptions,
+    generator: torch.Generator | None = None,
+) -> list[list[Hypothesis]]:
+    """`opts.n_best` samples per sentence, in the order drawn: each next token is drawn from
+    `sampling_distribution` (temperature, top-k, top-p) of the constrained log-probabilities. Scores are
+    the model's own log-probabilities (length-penalised), whatever the temperature. `generator` (default:
+    one seeded with `opts.seed`) makes the draws reproducible."""
+    if generator is None:
+        generator = torch.Generator(src_ids.device).manual_seed(opts.seed)
+
+    def draw(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        probs = sampling_distribution(scores, opts.temperature, opts.top_k, opts.top_p)
+        tok = torch.multinomial(probs, 1, generator=generator)  # [N, 1]
+        return scores.gather(1, tok).squeeze(1), tok.squeeze(1)
+
+    return _single_path_search(model, src_ids, src_lengths, opts, draw, opts.n_best)
+
+
+def _single_path_search(
+    model: DecoderModel,
+    src_ids: torch.Tensor,
+    src_lengths: torch.Tensor,
+    opts: SearchOptions,
+    choose: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+    copies: int,
+) -> list[list[Hypothesis]]:
+    """`copies` paths per sentence, each extended by `choose` ([N, V] scores -> (score, token) per row).
+
+    The encoder runs once per sentence; its output is then repeated `copies` times (B * copies rows,
+    a sentence's copies consecutive), so every path is a row of its own and leaves the batch at EOS.
+    """
     device = src_ids.device
     enc = model.encode(src_ids, src_lengths)
+    if copies > 1:
+        repeat = torch.arange(src_ids.size(0), device=device).repeat_interleave(copies)
+        enc, src_lengths = enc.index_select(repeat), src_lengths.repeat_interleave(copies)
+    batch = src_lengths.size(0)
     state = model.init_state(enc)
     max_len = max_lengths(src_lengths, opts).to(device)  # [B_active]
     max_steps = int(max_len.max()) + 1
@@ -165,7 +269,7 @@ def greedy_search(
     for step in range(max_steps):
         out = model.decode_step(prev, state, enc)
         log_probs = _constrain_(out.log_probs.float(), step, max_len, opts)  # ours to modify
-        best, tok = log_probs.max(dim=-1)
+        best, tok = choose(log_probs)
         tokens[active, step] = tok
         scores[active] += best
         if opts.return_attention:
@@ -190,8 +294,8 @@ def greedy_search(
         length = row.index(EOS) if EOS in row else len(row)
         lp = float(length_penalty(float(length + 1), opts.length_penalty, opts.penalty))
         hyp_attn = None if attention is None else attention[i, : length + 1].cpu()
-        results.append([Hypothesis(row[:length], float(scores[i]) / lp, float(scores[i]), hyp_attn)])
-    return results
+        results.append(Hypothesis(row[:length], float(scores[i]) / lp, float(scores[i]), hyp_attn))
+    return [results[b : b + copies] for b in range(0, len(results), copies)]
 
 
 @torch.inference_mode()
@@ -346,7 +450,9 @@ def _collect(
 def search(
     model: DecoderModel, src_ids: torch.Tensor, src_lengths: torch.Tensor, opts: SearchOptions
 ) -> list[list[Hypothesis]]:
-    """Greedy for beam 1, beam search otherwise."""
+    """Sampling with `opts.sample`, greedy for beam 1, beam search otherwise."""
+    if opts.sample:
+        return sample_search(model, src_ids, src_lengths, opts)
     if opts.beam == 1:
         return greedy_search(model, src_ids, src_lengths, opts)
     return beam_search(model, src_ids, src_lengths, opts)

@@ -16,8 +16,8 @@ import sentencepiece as spm
 
 from seq2seq.config import TokenizerConfig
 from seq2seq.errors import Seq2SeqError
+from seq2seq.special import BOS, EOS, PAD, UNK
 
-PAD, UNK, BOS, EOS = 0, 1, 2, 3
 SAMPLING_SEED = 1
 """SentencePiece samples `input_sentence_size` sentences with this seed, so a rebuild gives the same model."""
 

@@ -37,6 +37,7 @@ from seq2seq.distributed import Distributed
 from seq2seq.errors import Seq2SeqError
 from seq2seq.evaluate import bleu
 from seq2seq.model import Seq2Seq, build_model, count_parameters
+from seq2seq.plot import plot_after_validation
 from seq2seq.progress import TrainProgress
 from seq2seq.rundir import RunFiles
 from seq2seq.search import SearchOptions
@@ -182,12 +183,7 @@ def validate(
         total += float(compute_loss(model, batch, 0.0))
         tokens += batch.n_tgt_tokens
     loss = total / max(1, tokens)
-    opts = SearchOptions(
-        beam=cfg.train.valid_beam,
-        length_penalty=cfg.decode.length_penalty,
-        max_len_a=cfg.decode.max_len_a,
-        max_len_b=cfg.decode.max_len_b,
-    )
+    opts = SearchOptions.from_config(cfg.decode, beam=cfg.train.valid_beam)
     hyps = decode_ids(model, valid.src, opts, cfg.decode.batch_tokens, device)
     text = prepared.tokenizer.decode_tgt([h[0].tokens if h else [] for h in hyps])
     score = bleu(text, prepared.splits["valid"]["tgt"]).score
@@ -373,6 +369,7 @@ def _validate_and_save(
         f"BLEU {scores['bleu']:.2f}{' (best)' if better else ''}"
     )
     run.files.write_log(f"valid step {s.step}: {json.dumps(record)}")
+    plot_after_validation(run.files.dir)
     return bool(t.patience) and s.bad_validations >= t.patience, scores[t.valid_metric]
 
 

@@ -19,14 +19,18 @@ import torch
 from torch import nn
 
 from seq2seq.checkpoint import load_model
-from seq2seq.config import Config
+from seq2seq.config import Config, Penalty
 from seq2seq.data.batching import FlatSequences, token_batches
+from seq2seq.ensemble import Ensemble
 from seq2seq.errors import Seq2SeqError
+from seq2seq.export import load_pretrained
+from seq2seq.inspect.sentence import Trace, trace_sentence
 from seq2seq.model import Seq2Seq
-from seq2seq.runtime import native_bf16
-from seq2seq.search import Hypothesis, SearchOptions, search
+from seq2seq.runtime import native_bf16, resolve_device
+from seq2seq.search import DecoderModel, Hypothesis, SearchOptions, search
+from seq2seq.special import EOS
 from seq2seq.textio import single_line
-from seq2seq.tokenizer import EOS, Tokenizer
+from seq2seq.tokenizer import Tokenizer
 
 
 @dataclass(frozen=True)
@@ -66,17 +70,6 @@ class TranslateStats:
     seconds: float = 0.0
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise Seq2SeqError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise Seq2SeqError(f"--device: {name!r} is not a device (use cpu, cuda or cuda:N)") from None
-
-
 def quantize_int8(model: Seq2Seq) -> Seq2Seq:
     """Dynamic int8 quantization for CPU inference: the weights of every LSTM/GRU and linear layer (the
     output layer included) are stored in int8 and activations are quantized on the fly; embeddings and
@@ -90,16 +83,17 @@ def quantize_int8(model: Seq2Seq) -> Seq2Seq:
 
 
 def decode_ids(
-    model: Seq2Seq, src: FlatSequences, opts: SearchOptions, batch_tokens: int, device: torch.device
+    model: DecoderModel, src: FlatSequences, opts: SearchOptions, batch_tokens: int, device: torch.device
 ) -> list[list[Hypothesis]]:
     """Search over pre-encoded sources (ids without EOS); results in input order.
 
-    `batch_tokens` counts source tokens x beam size (padding included): beam search decodes K rows per
-    sentence, and the per-step [rows, V] scores stay in cache only while the batch is small enough.
+    `batch_tokens` counts source tokens x beam size (x samples when sampling; padding included): beam
+    search decodes K rows per sentence, and the per-step [rows, V] scores stay in cache only while the
+    batch is small enough.
     """
     results: list[list[Hypothesis]] = [[] for _ in range(len(src))]
     lengths = src.lengths + 1
-    budget = max(batch_tokens // opts.beam, int(lengths.max(initial=1)))
+    budget = max(batch_tokens // (opts.n_best if opts.sample else opts.beam), int(lengths.max(initial=1)))
     for idx in token_batches(lengths, lengths, budget, 0, 0, shuffle=False):
         ids = torch.from_numpy(src.pad(idx, suffix=EOS)).to(device)
         hyps = search(model, ids, torch.from_numpy(lengths[idx]).to(device), opts)
@@ -109,10 +103,15 @@ def decode_ids(
 
 
 class Translator:
-    """A loaded model that translates lists of sentences or streams of lines."""
+    """A loaded model (or an `Ensemble` of models) that translates lists of sentences or streams of lines."""
 
     def __init__(
-        self, model: Seq2Seq, tokenizer: Tokenizer, cfg: Config, device: torch.device, bf16: bool = False
+        self,
+        model: Seq2Seq | Ensemble,
+        tokenizer: Tokenizer,
+        cfg: Config,
+        device: torch.device,
+        bf16: bool = False,
     ) -> None:
         self.model, self.tokenizer, self.cfg, self.device = model.eval(), tokenizer, cfg, device
         self.bf16 = bf16
@@ -121,23 +120,49 @@ class Translator:
 
     @classmethod
     def from_checkpoint(
-        cls, path: str | Path, device: str = "auto", quantize: str = "", bf16: bool = False
+        cls,
+        path: str | Path | Sequence[str | Path],
+        device: str = "auto",
+        quantize: str = "",
+        bf16: bool = False,
     ) -> Translator:
-        """Load a checkpoint once; `quantize="int8"` quantizes it for CPU use (see `quantize_int8`);
+        """Load a checkpoint (or a folder written by `seq2seq export`) once, or several as an `Ensemble`
+        (they must share the tokenizer; decode defaults come from the first). `quantize="int8"` quantizes
+        for CPU use (see `quantize_int8`);
         `bf16=True` decodes under bf16 autocast where the hardware has native bf16 (see `native_bf16`);
         elsewhere it decodes in fp32 (emulated bf16 is slower, and oneDNN has no bf16 LSTM there): check
         `translator.bf16` for what applies."""
+        paths = [Path(path)] if isinstance(path, str | Path) else [Path(p) for p in path]
+        if not paths:
+            raise Seq2SeqError("--model: give at least one checkpoint")
         dev = resolve_device(device)
         if bf16 and quantize:
             raise Seq2SeqError("--bf16 and --quantize are two ways to lower precision: choose one")
-        model, tokenizer, cfg = load_model(Path(path), dev)
-        if quantize:
-            if quantize != "int8":
-                raise Seq2SeqError(f"--quantize: {quantize!r} is not supported (use int8)")
-            if dev.type != "cpu":
-                raise Seq2SeqError("--quantize int8 is for CPU translation; add --device cpu")
-            model = quantize_int8(model)
-        return cls(model, tokenizer, cfg, dev, bf16 and native_bf16(dev))
+        if quantize and quantize != "int8":
+            raise Seq2SeqError(f"--quantize: {quantize!r} is not supported (use int8)")
+        if quantize and dev.type != "cpu":
+            raise Seq2SeqError("--quantize int8 is for CPU translation; add --device cpu")
+        models, tokenizer, cfg = [], None, None
+        for p in paths:
+            model, tok, model_cfg = load_pretrained(p, dev) if p.is_dir() else load_model(p, dev)
+            if tokenizer is None or cfg is None:
+                tokenizer, cfg = tok, model_cfg
+            elif tok.state() != tokenizer.state():
+                raise Seq2SeqError(
+                    f"{p}: its SentencePiece models differ from those of {paths[0]}; an ensemble needs "
+                    "models trained on the same vocabulary (the same preprocessed data)"
+                )
+            models.append(quantize_int8(model) if quantize else model)
+        assert tokenizer is not None and cfg is not None
+        member: Seq2Seq | Ensemble = models[0] if len(models) == 1 else Ensemble(models)
+        return cls(member, tokenizer, cfg, dev, bf16 and native_bf16(dev))
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, device: str = "auto", bf16: bool = False) -> Translator:
+        """Load a folder written by `seq2seq export` (safetensors, JSON, SentencePiece: no pickle)."""
+        if not Path(directory).is_dir():
+            raise Seq2SeqError(f"{directory}: not a directory (give a folder written by seq2seq export)")
+        return cls.from_checkpoint(directory, device, bf16=bf16)
 
     def options(
         self,
@@ -149,25 +174,20 @@ class Translator:
         min_len: int | None = None,
         block_unk: bool = False,
         attention: bool = False,
-        penalty: str = "gnmt",
+        penalty: Penalty | None = None,
+        sample: bool = False,
+        temperature: float = 1.0,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        seed: int = 0,
     ) -> SearchOptions:
-        """Search options: the checkpoint's `decode` settings unless given here."""
-        d = self.cfg.decode
-        beam = d.beam if beam is None else beam
-        try:
-            return SearchOptions(
-                beam=beam,
-                n_best=n_best,
-                length_penalty=d.length_penalty if length_penalty is None else length_penalty,
-                max_len_a=d.max_len_a if max_len_a is None else max_len_a,
-                max_len_b=d.max_len_b if max_len_b is None else max_len_b,
-                min_len=d.min_len if min_len is None else min_len,
-                block_unk=block_unk,
-                return_attention=attention,
-                penalty=penalty,
-            )
-        except ValueError as exc:
-            raise Seq2SeqError(f"search options: {exc}") from None
+        """Search options: the checkpoint's `decode` settings unless given here (see `SearchOptions`).
+        With `sample=True`, `n_best` is the number of samples per sentence."""
+        return SearchOptions.from_config(
+            self.cfg.decode, beam=beam, n_best=n_best, length_penalty=length_penalty, max_len_a=max_len_a,
+            max_len_b=max_len_b, min_len=min_len, block_unk=block_unk, return_attention=attention,
+            penalty=penalty, sample=sample, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
+        )  # fmt: skip
 
     def translate_batch(
         self, sentences: Sequence[str], opts: SearchOptions, batch_tokens: int | None = None
@@ -212,6 +232,28 @@ class Translator:
         self.stats.seconds += time.perf_counter() - start
         return out
 
+    def single_model(self, what: str) -> Seq2Seq:
+        """The model, for `what` (a command) that needs one model, not an ensemble."""
+        if not isinstance(self.model, Seq2Seq):
+            raise Seq2SeqError(f"{what} takes one --model (an ensemble has no single set of states)")
+        return self.model
+
+    def inspect(
+        self, sentence: str, target: str | None = None, beam: int | None = None, gradients: bool = False
+    ) -> Trace:
+        """Every gate, memory cell, hidden state and attention weight of one sentence, as named arrays
+        (see `seq2seq.inspect.sentence.Trace`): on its own translation, or forced on `target`."""
+        max_src = self.cfg.decode.max_src_len
+        return trace_sentence(
+            self.single_model("inspect"),
+            self.tokenizer,
+            sentence,
+            target,
+            self.options(beam),
+            max_src,
+            gradients,
+        )
+
     def translate(self, sentences: Sequence[str], beam: int | None = None, **options: object) -> list[str]:
         """Translate a list of sentences to a list of strings (same length, same order)."""
         opts = self.options(beam=beam, **options)  # type: ignore[arg-type]
@@ -225,6 +267,9 @@ class Translator:
         batch_tokens: int | None = None,
     ) -> Iterator[Translation]:
         """Translate an iterable of lines chunk by chunk, yielding one result per line in order."""
+        for name, value in (("--chunk-lines", chunk_lines), ("--batch-tokens", batch_tokens)):
+            if value is not None and value < 1:
+                raise Seq2SeqError(f"{name}: must be at least 1, got {value}")
         chunk: list[str] = []
         for line in lines:
             chunk.append(line)

@@ -18,7 +18,7 @@ from seq2seq.data.batching import Batch
 from seq2seq.loss import smoothed_cross_entropy
 from seq2seq.model import Seq2Seq
 from seq2seq.runtime import native_bf16
-from seq2seq.tokenizer import PAD
+from seq2seq.special import PAD
 
 
 def make_optimizer(cfg: Config, model: torch.nn.Module) -> torch.optim.Optimizer:

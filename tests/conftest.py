@@ -52,3 +52,15 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> TrainResult:
 @pytest.fixture(scope="session")
 def checkpoint(trained: TrainResult) -> Path:
     return trained.best_checkpoint
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `gpu` run where CUDA is available and are skipped, with the reason, elsewhere."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA (no GPU on this machine)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

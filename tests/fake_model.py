@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 import torch
 
-from seq2seq.tokenizer import BOS, EOS, PAD
+from seq2seq.special import BOS, EOS, PAD
 
 A, B, C, D = 4, 5, 6, 7
 VOCAB = 8

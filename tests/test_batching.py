@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from seq2seq.data.batching import FlatSequences, ParallelCorpus, token_batches
-from seq2seq.tokenizer import BOS, EOS, PAD
+from seq2seq.special import BOS, EOS, PAD
 
 ROWS = [[5, 6, 7], [8], [], [9, 10]]
 

@@ -37,9 +37,13 @@ def test_generated_corpus_is_multi30k_shaped() -> None:
     assert 11 < corpus.src.lengths.mean() < 16 and corpus.tgt.lengths.mean() > corpus.src.lengths.mean()
 
 
-def test_matmul_peak_is_positive() -> None:
-    assert matmul_peak_gflops(size=128, seconds=0.05) > 0
-    assert matmul_peak_gflops(size=64, seconds=0.02, dtype=torch.bfloat16) > 0
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_matmul_peak_counts_2n3_flops_per_matmul(monkeypatch: pytest.MonkeyPatch, dtype: torch.dtype) -> None:
+    """On a clock that advances 1 ms per reading, 4 timed n x n matmuls take 1 ms: 4 * 2n^3 / 1 ms."""
+    ticks = iter(range(10**6))
+    monkeypatch.setattr("seq2seq.bench.time.perf_counter", lambda: next(ticks) / 1000)
+    peak = matmul_peak_gflops(size=64, seconds=0.01, dtype=dtype)
+    assert peak == pytest.approx(4 * 2 * 64**3 / 1e-3 / 1e9)
 
 
 def test_bench_on_a_recipe(tmp_path: Path, checkpoint: Path) -> None:

@@ -28,11 +28,13 @@ def recipe(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_help_lists_every_subcommand() -> None:
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
-    for command in ("preprocess", "train", "translate", "eval", "bench"):
+    for command in ("preprocess", "train", "translate", "eval", "bench", "score", "plot", "export"):
         assert command in result.output
 
 
-@pytest.mark.parametrize("command", ["preprocess", "train", "translate", "eval", "bench", "average"])
+@pytest.mark.parametrize(
+    "command", ["preprocess", "train", "translate", "eval", "bench", "average", "score", "plot", "export"]
+)
 def test_every_option_is_described(command: str) -> None:
     """Every option and argument carries help text (checked on the command, not on wrapped output)."""
     params = typer.main.get_command(app).commands[command].params  # type: ignore[attr-defined]
@@ -102,9 +104,10 @@ def test_end_to_end(recipe: Path, tmp_path: Path) -> None:
         (["preprocess", "{recipe}", "--set", "model.hiden=3"], "unknown key 'hiden'"),
         (["translate", "-m", "{garbage}"], "not a loadable seq2seq checkpoint"),
         (["translate", "-m", "missing.pt"], "missing.pt: checkpoint not found"),
-        (["translate", "-m", "{garbage}", "--beam", "0"], "--beam: must be at least 1"),
+        (["translate", "-m", "{ckpt}", "--beam", "0"], "need beam >= 1"),
+        (["translate", "-m", "{ckpt}", "--min-len", "-1"], "--min-len: must not be negative"),
         (["translate", "-m", "{garbage}", "--format", "xml"], "--format: 'xml' is not one of"),
-        (["translate", "-m", "{garbage}", "nothere.txt"], "not a loadable"),
+        (["translate", "-m", "{ckpt}", "nothere.txt"], "nothere.txt: input file not found"),
         (["translate", "-m", "{garbage}", "--bf16", "--quantize", "int8"], "choose one"),
         (["eval", "--ref", "{two}", "--hyp", "{three}"], "has 3 lines but"),
         (["eval", "--ref", "{two}"], "give either --hyp FILE, or --model CKPT"),
@@ -139,7 +142,7 @@ def test_end_to_end(recipe: Path, tmp_path: Path) -> None:
     ],
 )
 def test_bad_input_is_one_line_without_traceback(
-    recipe: Path, tmp_path: Path, args: list[str], message: str
+    recipe: Path, checkpoint: Path, tmp_path: Path, args: list[str], message: str
 ) -> None:
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"not a checkpoint")
@@ -149,6 +152,7 @@ def test_bad_input_is_one_line_without_traceback(
     names = {
         "recipe": recipe,
         "garbage": garbage,
+        "ckpt": checkpoint,
         "two": tmp_path / "two.txt",
         "three": tmp_path / "three.txt",
         "empty": tmp_path / "empty.txt",

@@ -20,7 +20,7 @@ def write(tmp_path: Path, text: str) -> Path:
     [
         ("model:\n  hiden_size: 3\n", "unknown key 'hiden_size'"),
         ("modle:\n  cell: lstm\n", "unknown section 'modle' (did you mean 'model'?)"),
-        ("model:\n  cell: rnn\n", "model.cell: 'rnn' is not one of 'lstm', 'gru'"),
+        ("model:\n  cell: lstmm\n", "model.cell: 'lstmm' is not one of 'lstm', 'gru', 'rnn'"),
         ("train:\n  lr: fast\n", "train.lr: expected a number"),
         ("train:\n  max_steps: 1.5\n", "train.max_steps: expected an integer"),
         ("train:\n  lr: -1\n", "train.lr: must not be negative"),
@@ -98,7 +98,16 @@ def test_data_paths_are_relative_to_the_recipe(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("recipe", sorted(RECIPES.glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_recipes_load(recipe: Path) -> None:
-    load_config(recipe)
+    """Every key a shipped recipe sets arrives in the config (paths resolved against the recipe)."""
+    cfg = load_config(recipe)
+    raw = yaml.safe_load(recipe.read_text(encoding="utf-8")) or {}
+    for section, values in raw.items():
+        for key, value in values.items():
+            got = getattr(getattr(cfg, section), key)
+            if section == "data" and key in ("train", "valid", "test") and value:
+                assert got == str((recipe.parent / value).resolve()), f"{section}.{key}"
+            else:
+                assert got == value, f"{section}.{key}"
 
 
 def test_reference_recipe_documents_every_key() -> None:
@@ -120,7 +129,7 @@ def test_reference_recipe_documents_every_key() -> None:
         ("train.lr=fast", "--set train.lr: expected a number, got 'fast'"),
         ("train.lr=-1", "--set train.lr: must not be negative"),
         ("model.hiden=3", "--set model.hiden: unknown key 'hiden'"),
-        ("model.cell=rnn", "--set model.cell: 'rnn' is not one of"),
+        ("model.cell=lstmm", "--set model.cell: 'lstmm' is not one of"),
         ("modle.cell=gru", "--set: unknown section 'modle'"),
         ("model.attention=dot", "recipe.yaml with --set: model.attention 'dot' needs"),  # recipe + override
     ],

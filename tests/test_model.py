@@ -18,7 +18,7 @@ from torch import nn
 from seq2seq.config import Config, ModelConfig, check_config
 from seq2seq.errors import Seq2SeqError
 from seq2seq.model import Seq2Seq, build_model
-from seq2seq.tokenizer import BOS, EOS, PAD
+from seq2seq.special import BOS, EOS, PAD
 
 VOCAB = 10
 SRC_LENGTHS = [4, 6, 2]

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import torch
 
+from seq2seq.errors import Seq2SeqError
 from seq2seq.model import Seq2Seq
 from seq2seq.search import (
     Hypothesis,
@@ -27,7 +28,7 @@ from seq2seq.search import (
     search,
     top_k,
 )
-from seq2seq.tokenizer import BOS, EOS, PAD, UNK
+from seq2seq.special import BOS, EOS, PAD, UNK
 from tests.fake_model import A, B, C, D, FakeModel, Script, attention_row, fake_batch
 from tests.test_model import TINY, single_thread, source_batch, tiny_model
 
@@ -308,8 +309,15 @@ def test_block_unk(block_unk: bool, expected: Expected, beam: int) -> None:
 
 
 def test_options_are_validated() -> None:
-    for bad in ({"beam": 0}, {"beam": 2, "n_best": 3}, {"n_best": 0}, {"penalty": "none"}):
-        with pytest.raises(ValueError):
+    for bad in (
+        {"beam": 0},
+        {"beam": 2, "n_best": 3},
+        {"n_best": 0},
+        {"penalty": "none"},
+        {"min_len": -1},
+        {"max_len_a": -0.5},
+    ):
+        with pytest.raises(Seq2SeqError):
             SearchOptions(**bad)  # type: ignore[arg-type]
 
 
@@ -469,3 +477,16 @@ def test_beam_wider_than_the_vocabulary_is_exhaustive(name: str) -> None:
     best = all_hypotheses(script, max_lengths(torch.tensor([SRC_LEN]), o).item())[:4]
     assert [h.tokens for h in hyps] == [tokens for tokens, _ in best]
     assert [h.log_prob for h in hyps] == pytest.approx([logp for _, logp in best], abs=1e-5)
+
+
+def test_options_from_config_keep_every_decode_setting() -> None:
+    from seq2seq.config import DecodeConfig
+
+    d = DecodeConfig(beam=4, length_penalty=0.6, penalty="length", max_len_a=2.0, max_len_b=3, min_len=2)
+    o = SearchOptions.from_config(d)
+    assert (o.beam, o.length_penalty, o.penalty, o.max_len_a, o.max_len_b, o.min_len) == (
+        4, 0.6, "length", 2.0, 3, 2)  # fmt: skip
+    o = SearchOptions.from_config(d, beam=1, min_len=None, block_unk=True)
+    assert (o.beam, o.min_len, o.block_unk) == (1, 2, True)
+    with pytest.raises(TypeError, match="beem"):
+        SearchOptions.from_config(d, beem=3)

@@ -150,9 +150,22 @@ def test_optimizers_and_schedules_run(tmp_path: Path, data_dir: Path, schedule: 
             "optimizer": optimizer,
             "warmup_steps": 2,
             "valid_every": 2,
+            "log_every": 1,
         }
     )
     assert train(cfg, tmp_path / "s", data_dir, **QUIET).steps == 3
+    records = [json.loads(line) for line in (tmp_path / "s" / "metrics.jsonl").read_text().splitlines()]
+    logged = {r["step"]: r["lr"] for r in records if r["type"] == "train"}
+    assert sorted(logged) == [1, 2, 3]
+    lr = cfg.train.lr
+    if schedule == "inverse_sqrt":  # the lr logged after update s is the one update s + 1 uses
+        expected = {s: lr * min((s + 1) / 2, math.sqrt(2 / (s + 1))) for s in logged}
+    elif schedule == "constant":
+        expected = {s: lr * min(1.0, (s + 1) / 2) for s in logged}
+    else:  # plateau: no warmup, the lr changes only after validations that do not improve
+        expected = {s: logged[s] for s in logged}
+        assert logged[1] == lr and all(logged[s + 1] <= logged[s] for s in (1, 2))
+    assert logged == pytest.approx(expected)
 
 
 @pytest.mark.parametrize(

@@ -113,3 +113,13 @@ def test_bf16_falls_back_to_fp32_without_native_bf16(
 def test_bad_precision_options(checkpoint: Path, kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(Seq2SeqError, match=message):
         Translator.from_checkpoint(checkpoint, device="cpu", **kwargs)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("beam", [1, 3])
+def test_cuda_translates_like_cpu(checkpoint: Path, translator: Translator, beam: int) -> None:
+    """The same checkpoint on CUDA gives the CPU's translations, line for line (fp32 both)."""
+    on_gpu = Translator.from_checkpoint(checkpoint, device="cuda")
+    assert on_gpu.device.type == "cuda"
+    sentences = ["4721", "", "12", "300000", "99", "7"]
+    assert on_gpu.translate(sentences, beam=beam) == translator.translate(sentences, beam=beam)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -9,7 +11,13 @@ import torch
 from seq2seq.data.batching import Batch
 from seq2seq.model import build_model
 from seq2seq.runtime import native_bf16
-from seq2seq.update import accumulate_gradients, autocast_for, clip_and_step, make_optimizer
+from seq2seq.update import (
+    accumulate_gradients,
+    autocast_for,
+    clip_and_step,
+    make_optimizer,
+    make_scheduler,
+)
 from tests.conftest import tiny_config
 
 CPU = torch.device("cpu")
@@ -54,3 +62,28 @@ def test_updates_lower_the_loss_on_one_batch(bf16: bool) -> None:
         clip_and_step(model, opt, cfg)
         last, _ = accumulate_gradients(model, [batch], 0.1, 0.0, CPU, bf16)
     assert last < 0.5 * first
+
+
+@pytest.mark.parametrize(
+    ("schedule", "warmup", "factor"),
+    [
+        ("inverse_sqrt", 4, lambda n: min(n / 4, math.sqrt(4 / n))),
+        ("inverse_sqrt", 0, lambda n: 1 / math.sqrt(n)),
+        ("constant", 4, lambda n: min(1.0, n / 4)),
+        ("constant", 0, lambda n: 1.0),
+    ],
+)
+def test_learning_rate_schedules(schedule: str, warmup: int, factor: object) -> None:
+    """Update n (1-based) runs at lr * factor(n): a linear warmup to the peak at n = warmup, then
+    1 / sqrt(n) decay (inverse_sqrt) or flat (constant)."""
+    cfg = tiny_config(train={"schedule": schedule, "warmup_steps": warmup, "lr": 0.01, "optimizer": "sgd"})
+    optimizer = make_optimizer(cfg, torch.nn.Linear(1, 1))
+    scheduler = make_scheduler(cfg, optimizer)
+    lrs = []
+    for _ in range(12):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert lrs == pytest.approx([0.01 * factor(n) for n in range(1, 13)])  # type: ignore[operator]
+    if warmup:
+        assert max(lrs) == pytest.approx(0.01) and lrs.index(max(lrs)) == warmup - 1

@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from seq2seq.tokenizer import BOS, EOS, PAD
+from seq2seq.special import BOS, EOS, PAD
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ class DecoderState(NamedTuple):
     hidden: torch.Tensor
     """[L, B, H]"""
     cell: torch.Tensor | None
-    """[L, B, H] LSTM memory cell; None for GRU."""
+    """[L, B, H] LSTM memory cell; None for GRU and RNN."""
     feed: torch.Tensor
     """[B, H] previous attentional vector (input feeding; zeros at the start or when unused)."""
 

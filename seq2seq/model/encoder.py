@@ -1,4 +1,4 @@
-"""Recurrent encoder: embeddings -> (bi)LSTM/GRU over packed sequences.
+"""Recurrent encoder: embeddings -> (bi)LSTM/GRU/tanh RNN over packed sequences.
 
 Notation: B batch, S source length, E embedding size, H hidden size per direction, D directions,
 L layers, He = D * H encoder output size.
@@ -27,7 +27,7 @@ class EncoderOutput(NamedTuple):
     hidden: torch.Tensor
     """[L, B, He] final hidden state of every layer, directions concatenated."""
     cell: torch.Tensor | None
-    """[L, B, He] final LSTM memory cell of every layer; None for GRU."""
+    """[L, B, He] final LSTM memory cell of every layer; None for GRU and RNN."""
 
     def index_select(self, index: torch.Tensor) -> EncoderOutput:
         """Rows `index` of the batch (for beam expansion and reordering)."""
@@ -40,6 +40,14 @@ class EncoderOutput(NamedTuple):
         )
 
 
+RNN_CLASSES: dict[str, type[nn.LSTM] | type[nn.GRU] | type[nn.RNN]] = {
+    "lstm": nn.LSTM,
+    "gru": nn.GRU,
+    "rnn": nn.RNN,
+}
+"""`model.cell` -> torch module; `rnn` is the plain tanh RNN (no gates, no memory cell)."""
+
+
 def make_rnn(
     cell: str,
     input_size: int,
@@ -47,9 +55,8 @@ def make_rnn(
     layers: int,
     dropout: float,
     bidirectional: bool = False,
-) -> nn.LSTM | nn.GRU:
-    rnn_cls = nn.LSTM if cell == "lstm" else nn.GRU
-    return rnn_cls(
+) -> nn.LSTM | nn.GRU | nn.RNN:
+    return RNN_CLASSES[cell](
         input_size,
         hidden,
         num_layers=layers,

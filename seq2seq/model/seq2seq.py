@@ -14,7 +14,7 @@ from torch import nn
 from seq2seq.config import ModelConfig
 from seq2seq.model.decoder import Decoder, DecoderState
 from seq2seq.model.encoder import Encoder, EncoderOutput, init_forget_bias
-from seq2seq.tokenizer import PAD
+from seq2seq.special import PAD
 
 
 class StepOutput(NamedTuple):

@@ -1,0 +1,128 @@
+"""`seq2seq inspect`: trace sentences, write DIR/index.html, PNG figures and DIR/trace.npz.
+
+The first `figures` sentences get their own figures and raw arrays; corpus statistics (saturation,
+forget-gate histogram, correlated units) cover every non-empty line when there is more than one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from seq2seq.errors import Seq2SeqError
+from seq2seq.inspect.figures import corpus_pngs, sentence_pngs
+from seq2seq.inspect.page import corpus_data, render_page, sentence_data
+from seq2seq.inspect.sentence import Trace, trace_sentence
+from seq2seq.inspect.stats import CorpusAccumulator, CorpusStats
+
+if TYPE_CHECKING:
+    from seq2seq.translate import Translator
+
+
+@dataclass(frozen=True)
+class InspectReport:
+    index: Path
+    """DIR/index.html"""
+    traced: int
+    """Sentences traced (corpus statistics cover them all)."""
+    notes: list[str]
+    """Lines skipped or changed, e.g. 'line 3: empty sentence, skipped'."""
+    files: list[str]
+    """Every file written, relative to DIR."""
+
+
+def write_inspection(
+    translator: Translator,
+    sentences: Sequence[str],
+    out: Path,
+    targets: Sequence[str] | None = None,
+    beam: int | None = None,
+    gradients: bool = False,
+    figures: int = 10,
+    title: str = "seq2seq inspect",
+) -> InspectReport:
+    """Trace `sentences` (on `targets` if given, one per sentence) and write the page, PNGs and arrays."""
+    if targets is not None and len(targets) != len(sentences):
+        raise Seq2SeqError(
+            f"--target/--ref: {len(targets)} target line(s) for {len(sentences)} source line(s); "
+            "give exactly one target per source line"
+        )
+    if not sentences:
+        raise Seq2SeqError("no input sentence: give TEXT arguments or --input FILE")
+    out.mkdir(parents=True, exist_ok=True)
+    notes: list[str] = []
+    shown: list[tuple[Trace, list[tuple[str, str]]]] = []
+    corpus = CorpusAccumulator()
+    max_src = translator.cfg.decode.max_src_len
+    own = _own_translations(translator, sentences, beam) if targets is None and len(sentences) > 1 else None
+    opts = translator.options(beam)
+    for line, sentence in enumerate(sentences, 1):
+        if not sentence.strip():
+            notes.append(f"line {line}: empty sentence, skipped")
+            continue
+        target = None if targets is None else targets[line - 1]
+        trace = trace_sentence(
+            translator.single_model("inspect"), translator.tokenizer, sentence, target, opts, max_src,
+            gradients and len(shown) < figures, None if own is None else own[line - 1],
+        )  # fmt: skip
+        if own is not None:  # traced on its own (batch-searched) translation, not on a given target
+            trace = dataclasses.replace(trace, forced=False)
+        if trace.truncated:
+            notes.append(f"line {line}: longer than decode.max_src_len = {max_src} pieces, truncated")
+        corpus.add(trace)
+        if len(shown) < figures:
+            shown.append((trace, sentence_pngs(trace, out, f"s{len(shown) + 1}-")))
+    if not corpus.sentences:
+        notes.append("no non-empty sentence to trace")
+    stats = corpus.result() if corpus.sentences > 1 else None
+    corpus_files = corpus_pngs(stats, out) if stats is not None else []
+    cell = corpus.cell
+    if cell and cell != "lstm":
+        notes.append(f"this is a {cell.upper()} model: it has no memory cell C_t; its states are h_t")
+    data: dict[str, Any] = {
+        "cell": cell,
+        "notes": notes,
+        "sentences": [sentence_data(trace, pngs) for trace, pngs in shown],
+        "corpus": None if stats is None else corpus_data(stats, corpus_files),
+    }
+    index = out / "index.html"
+    index.write_text(render_page(title, data), encoding="utf-8")
+    np.savez_compressed(out / "trace.npz", allow_pickle=False, **_arrays(shown, stats))
+    files = (
+        ["index.html", "trace.npz"] + [f for _, pngs in shown for _, f in pngs] + [f for _, f in corpus_files]
+    )
+    return InspectReport(index, corpus.sentences, notes, files)
+
+
+def _own_translations(translator: Translator, sentences: Sequence[str], beam: int | None) -> list[list[int]]:
+    """The model's translations as target ids, searched in length-sorted batches (much faster than one
+    search per sentence); the trace then runs forced on them."""
+    pieces_to_id = translator.tokenizer.tgt.piece_to_id
+    results = translator.translate_batch(list(sentences), translator.options(beam))
+    return [[pieces_to_id(p) for p in r.candidates[0].tokens] if r.candidates else [] for r in results]
+
+
+def _arrays(
+    shown: list[tuple[Trace, list[tuple[str, str]]]], stats: CorpusStats | None
+) -> dict[str, np.ndarray]:
+    """'s1.encoder.0.fwd.f', 's1.src_tokens', ... and 'corpus.low.encoder.0.fwd.f', ... (no pickles)."""
+    arrays: dict[str, np.ndarray] = {}
+    for k, (trace, _) in enumerate(shown, 1):
+        arrays[f"s{k}.src_tokens"] = np.array(trace.src_tokens, dtype=str)
+        arrays[f"s{k}.tgt_tokens"] = np.array(trace.tgt_tokens, dtype=str)
+        for name, value in trace.arrays.items():
+            arrays[f"s{k}.{name}"] = value
+    if stats is not None:
+        for kind, values in (("low", stats.low), ("high", stats.high)):
+            for name, value in values.items():
+                arrays[f"corpus.{kind}.{name}"] = value
+        arrays["corpus.forget_hist"] = stats.forget_hist
+        for group in stats.position_r:
+            arrays[f"corpus.position_r.{group}"] = stats.position_r[group]
+            arrays[f"corpus.end_r.{group}"] = stats.end_r[group]
+    return arrays
