@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -257,6 +258,18 @@ def test_cache_no_op_and_rebuilds(tmp_path: Path) -> None:
     assert not run(cfg, out, force=True)[0].cached
     (out / "manifest.json").unlink()
     assert not run(cfg, out)[0].cached
+
+
+def test_moved_corpus_and_output_stay_up_to_date(tmp_path: Path) -> None:
+    first = tmp_path / "a"
+    first.mkdir()
+    run(text_config(first), first / "out")
+    moved = tmp_path / "b"
+    shutil.copytree(first, moved)
+    shutil.rmtree(first)
+    again, log = run(text_config(moved), moved / "out")
+    assert again.cached, log
+    assert not run(text_config(moved, train=[*TRAIN, ("extra", "EXTRA")]), moved / "out")[0].cached
 
 
 def test_missing_file_is_one_line(tmp_path: Path) -> None:

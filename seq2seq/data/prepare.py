@@ -57,7 +57,7 @@ from seq2seq.tokenizer import Tokenizer
 
 __all__ = ["PrepareResult", "Prepared", "load_prepared", "preprocess", "report_table"]
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 Log = Callable[[str], None]
 TEXT = datasets.Features({"src": datasets.Value("string"), "tgt": datasets.Value("string")})
 ENCODED = datasets.Features(
@@ -72,6 +72,11 @@ ENCODED = datasets.Features(
 )
 OUTPUT_ONLY = ("num_proc",)
 """Settings that change how fast preprocessing runs, never its output: left out of the fingerprint."""
+PATH_KEYS = (
+    *(f"{split}{side}" for split in ("train", "valid", "test") for side in ("", "_src", "_tgt")),
+    "dataset",
+)
+"""Data keys that say where the inputs lie: the fingerprint hashes the files' content instead."""
 
 
 @dataclass(frozen=True)
@@ -150,15 +155,32 @@ def _model_entries(t: TokenizerConfig) -> list[dict[str, Any]]:
 
 
 def _fingerprint(cfg: Config, described: dict[str, Any], models: list[dict[str, Any]]) -> str:
-    data = {k: v for k, v in dataclasses.asdict(cfg.data).items() if k not in OUTPUT_ONLY}
+    """A hash of what the output depends on: the settings and the content of every input file, not where
+    the files lie, so a copied or moved run (or corpus) is still up to date."""
+    data = {k: v for k, v in dataclasses.asdict(cfg.data).items() if k not in OUTPUT_ONLY + PATH_KEYS}
+    if cfg.data.format == "hub" and not Path(cfg.data.dataset).is_dir():
+        data["dataset"] = cfg.data.dataset  # a hub name is what identifies it
+    tokenizer = {
+        k: v for k, v in dataclasses.asdict(cfg.tokenizer).items() if k not in ("model", "tgt_model")
+    }
     settings = {
         "version": FORMAT_VERSION,
         "data": data,
-        "tokenizer": dataclasses.asdict(cfg.tokenizer),
-        "sources": described,
-        "models": models,
+        "tokenizer": tokenizer,
+        "sources": {split: _without_paths(entry) for split, entry in described.items()},
+        "models": [_without_paths(m) for m in models],
     }
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _without_paths(entry: dict[str, Any]) -> dict[str, Any]:
+    """A `describe`/`file_entry` record with file paths left out (their sizes and hashes stay)."""
+    kept = {k: v for k, v in entry.items() if k not in ("path", "dataset")}
+    if "files" in kept:
+        kept["files"] = [_without_paths(f) for f in kept["files"]]
+    if "dataset" in entry and not Path(entry["dataset"]).is_dir():
+        kept["dataset"] = entry["dataset"]
+    return kept
 
 
 def _up_to_date(out_dir: Path, fingerprint: str) -> dict[str, Any] | None:
