@@ -326,3 +326,71 @@ def test_not_ready_before_warm_up(translator: Translator) -> None:
     assert health.status_code == 503 and health.json() == {"status": "loading"}
     assert c.post("/v1/translate", json={"text": "1"}).status_code == 503
     assert "seq2seq_ready 0" in c.get("/metrics").text
+
+
+def test_inspect_traces_the_translation(client: TestClient, translator: Translator) -> None:
+    res = client.post("/v1/inspect", json={"text": "4721", "gradients": True})
+    assert res.status_code == 200, res.text
+    body = res.json()
+    assert body["model"] == "tiny" and body["forced"] is False and "total" in body["timing_ms"]
+    assert (
+        body["translation"]
+        == client.post("/v1/translate", json={"text": "4721"}).json()["translations"][0]["text"]
+    )
+    s, t = len(body["src_tokens"]), len(body["tgt_tokens"])
+    assert body["src_tokens"][-1] == body["tgt_tokens"][-1] == "</s>"
+    arrays = body["arrays"]
+    assert len(arrays["attention"]) == t and {len(row) for row in arrays["attention"]} == {s}
+    assert len(arrays["log_prob"]) == t
+    encoder = [n for n in arrays if n.startswith("encoder.") and not n.endswith(("grad_h", "grad_c"))]
+    decoder = [n for n in arrays if n.startswith("decoder.")]
+    assert encoder and decoder and any(n.endswith("grad_h") for n in arrays)
+    assert all(len(arrays[n]) == s for n in encoder) and all(len(arrays[n]) == t for n in decoder)
+    for row in arrays["attention"]:
+        assert sum(row) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_inspect_forced_target(client: TestClient) -> None:
+    body = client.post("/v1/inspect", json={"text": "12", "target": "zwölf zwölf", "model": "second"}).json()
+    assert body["model"] == "second" and body["forced"] is True
+    assert len(body["arrays"]["attention"]) == len(body["tgt_tokens"])
+    assert body["translation"] == "zwölf zwölf"
+
+
+@pytest.mark.parametrize(
+    ("payload", "status", "field"),
+    [
+        ({"text": ""}, 422, "text"),
+        ({"text": "   "}, 422, "text"),
+        ({"text": "1\n2"}, 422, "text"),
+        ({"text": ["1"]}, 400, "text"),
+        ({"text": "1", "target": 3}, 400, "target"),
+        ({"text": "1", "gradients": "yes"}, 400, "gradients"),
+        ({"text": "1", "beam": 0}, 422, "beam"),
+        ({"text": "1", "model": 1}, 400, "model"),
+        ({"target": "1"}, 400, "text"),
+        ({"text": "1", "attention": True}, 400, "attention"),
+        ({"text": "1" * 51}, 422, "max_line_chars"),
+        ({"text": "1", "model": "nope"}, 404, "nope"),
+    ],
+)
+def test_inspect_errors(client: TestClient, payload: dict[str, Any], status: int, field: str) -> None:
+    res = client.post("/v1/inspect", json=payload)
+    assert res.status_code == status, res.text
+    assert field in res.json()["error"]["message"]
+
+
+def test_inspect_malformed_body_and_api_key(client: TestClient, translator: Translator) -> None:
+    res = client.post("/v1/inspect", content=b"{nope")
+    assert res.status_code == 400 and "malformed JSON" in res.json()["error"]["message"]
+    with make_client(translator, api_key="k") as keyed:
+        assert keyed.post("/v1/inspect", json={"text": "1"}).status_code == 401
+        ok = keyed.post("/v1/inspect", json={"text": "1"}, headers={"Authorization": "Bearer k"})
+        assert ok.status_code == 200
+
+
+def test_inspect_quantized_model_is_422(checkpoint: Path) -> None:
+    quantized = Translator.from_checkpoint(checkpoint, device="cpu", quantize="int8")
+    with TestClient(create_app({"q": quantized}, ServeOptions(max_wait_ms=1.0))) as c:
+        res = c.post("/v1/inspect", json={"text": "12"})
+        assert res.status_code == 422 and "cannot trace this model" in res.json()["error"]["message"]

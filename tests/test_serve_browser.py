@@ -53,6 +53,14 @@ def test_page_translates_and_draws_the_heatmap(checkpoint: Path, tmp_path: Path)
             cells = driver.find_elements(By.CSS_SELECTOR, "table.heatmap tbody td")
             assert cells and all("rgba" in c.get_attribute("style") for c in cells)
             assert driver.find_element(By.ID, "error").text == ""
+            driver.find_element(By.ID, "gates").click()  # the encoder's gates from /v1/inspect
+            driver.find_element(By.ID, "submit").click()
+            wait.until(lambda d: d.find_elements(By.ID, "gate-table"))
+            gate_rows = driver.find_elements(By.CSS_SELECTOR, "#gate-table tbody tr")
+            heads = driver.find_elements(By.CSS_SELECTOR, "#gate-table thead th")
+            gates = {r.find_element(By.TAG_NAME, "th").text[-1] for r in gate_rows}
+            assert gate_rows and gates <= set("fiorz")
+            assert len(heads) == 1 + len(gate_rows[0].find_elements(By.TAG_NAME, "td"))
             errors = [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "WARNING")]
             assert not errors, errors
         finally:

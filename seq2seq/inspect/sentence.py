@@ -81,7 +81,7 @@ def trace_sentence(
         tgt_ids = target_ids
     elif target is None:
         with torch.inference_mode():
-            device = model.output.weight.device
+            device = next(model.parameters()).device  # a quantized output layer has no .weight tensor
             src = torch.tensor([[*src_ids, EOS]], device=device)
             tgt_ids = search(model, src, torch.tensor([len(src_ids) + 1], device=device), opts)[0][0].tokens
     else:

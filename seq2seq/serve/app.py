@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from importlib import resources
 from typing import Any, TextIO
 
+import numpy as np
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -28,12 +29,13 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from seq2seq.errors import Seq2SeqError
+from seq2seq.inspect.sentence import Trace
 from seq2seq.search import SearchOptions
 from seq2seq.serve.batcher import Batcher, Result
 from seq2seq.serve.errors import HTTPError
 from seq2seq.serve.metrics import Metrics
 from seq2seq.serve.options import ServeOptions
-from seq2seq.serve.payload import parse_libre, parse_onmt, parse_translate
+from seq2seq.serve.payload import parse_inspect, parse_libre, parse_onmt, parse_translate
 from seq2seq.translate import Candidate, Translation, Translator
 
 log = logging.getLogger("seq2seq.serve")
@@ -122,6 +124,30 @@ def translation_json(t: Translation, opts: SearchOptions) -> dict[str, Any]:
     return out
 
 
+def trace_json(trace: Trace, translation: str, digits: int = 4) -> dict[str, Any]:
+    """A `Trace` as JSON: tokens (EOS included), the translation and every named array as nested lists,
+    floats rounded to `digits` decimals to keep the body small."""
+    return {
+        "src_tokens": trace.src_tokens,
+        "tgt_tokens": trace.tgt_tokens,
+        "translation": translation,
+        "cell": trace.cell,
+        "forced": trace.forced,
+        "truncated": trace.truncated,
+        "arrays": {name: np.round(a.astype(np.float64), digits).tolist() for name, a in trace.arrays.items()},
+    }
+
+
+def _inspect(
+    translator: Translator, sentence: str, target: str | None, beam: int | None, grads: bool
+) -> tuple[Trace, str]:
+    try:
+        trace = translator.inspect(sentence, target, beam, grads)
+    except Seq2SeqError as exc:  # an ensemble, a quantized model: the tracer says why
+        raise HTTPError(422, str(exc)) from None
+    return trace, translator.tokenizer.tgt.decode_pieces(trace.tgt_tokens[:-1])
+
+
 def _timing(result: Result, start: float) -> dict[str, float]:
     return {
         "queue": round(result.queue_ms, 3),
@@ -196,6 +222,21 @@ def create_app(
             }
         )
 
+    async def inspect(request: Request) -> Response:
+        start = time.monotonic()
+        req = parse_inspect(await read_body(request, opts), opts)
+        batcher = state.batcher(req.model)
+        trace, text = await batcher.exclusive(
+            lambda: _inspect(batcher.translator, req.sentence, req.target, req.beam, req.gradients)
+        )
+        return JSONResponse(
+            {
+                "model": batcher.name,
+                **trace_json(trace, text),
+                "timing_ms": {"total": round(1000 * (time.monotonic() - start), 3)},
+            }
+        )
+
     async def libre(request: Request) -> Response:
         req = parse_libre(await read_body(request, opts), opts)
         batcher = _libre_model(state, req.source, req.target)
@@ -232,6 +273,7 @@ def create_app(
         Route("/v1/models", models, methods=["GET"]),
         Route("/metrics", prometheus, methods=["GET"]),
         Route("/v1/translate", _guard(translate), methods=["POST"]),
+        Route("/v1/inspect", _guard(inspect), methods=["POST"]),
         Route("/translate", _guard(libre), methods=["POST"]),
         Route("/translator/translate", _guard(onmt), methods=["POST"]),
     ]

@@ -14,13 +14,17 @@ import asyncio
 import contextlib
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from seq2seq.search import SearchOptions
 from seq2seq.serve.errors import HTTPError
 from seq2seq.serve.metrics import Metrics
 from seq2seq.serve.options import ServeOptions
 from seq2seq.translate import Translation, Translator
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -51,6 +55,8 @@ class Batcher:
         self.queue: deque[Job] = deque()
         self._arrived = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self.model_lock = asyncio.Lock()
+        """Held while the model runs (a batched search, an inspect trace): one use at a time."""
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"batcher-{self.name}")
@@ -93,6 +99,11 @@ class Batcher:
             raise
         done = time.monotonic()
         return Result(translations, 1000 * (job.started - job.enqueued), 1000 * (done - job.started))
+
+    async def exclusive(self, fn: Callable[[], T]) -> T:
+        """`fn()` in a thread while holding `model_lock`, so it never runs beside a batched search."""
+        async with self.model_lock:
+            return await asyncio.to_thread(fn)
 
     def _abandon(self, job: Job) -> None:
         job.abandoned = True
@@ -150,7 +161,8 @@ class Batcher:
         stats = self.translator.stats
         before = (stats.src_tokens, stats.tgt_tokens)
         try:
-            translations = await asyncio.to_thread(self.translator.translate_batch, lines, jobs[0].opts)
+            async with self.model_lock:
+                translations = await asyncio.to_thread(self.translator.translate_batch, lines, jobs[0].opts)
         except Exception as exc:  # a model failure answers its requests (500) instead of killing the worker
             for job in jobs:
                 if not job.future.done() and not job.abandoned:

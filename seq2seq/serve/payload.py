@@ -238,3 +238,47 @@ def parse_onmt(body: bytes, opts: ServeOptions) -> list[OnmtItem]:
         (line,) = text_lines([item["src"]], f"[{i}].src", opts)
         out.append(OnmtItem(line, model_id))
     return out
+
+
+@dataclass(frozen=True)
+class InspectRequest:
+    sentence: str
+    target: str | None = None
+    model: str | None = None
+    beam: int | None = None
+    gradients: bool = False
+
+
+INSPECT_FIELDS = ("text", "target", "model", "beam", "gradients")
+
+
+def _one_sentence(obj: dict[str, Any], name: str, opts: ServeOptions) -> str:
+    value = obj[name]
+    if not isinstance(value, str):
+        raise HTTPError(400, f"{name}: expected one sentence (a string), got {_json_type(value)}")
+    lines = text_lines(value, name, opts)
+    if len(lines) != 1:
+        raise HTTPError(422, f"{name}: {len(lines)} lines; inspect traces one sentence, send one line")
+    return lines[0]
+
+
+def parse_inspect(body: bytes, opts: ServeOptions) -> InspectRequest:
+    """`POST /v1/inspect`: `{"text": str, "target"?: str, "model"?: str, "beam"?: int, "gradients"?: bool}`
+    (one sentence)."""
+    obj = _object(parse_json(body), "body")
+    unknown = sorted(set(obj) - set(INSPECT_FIELDS))
+    if unknown:
+        raise HTTPError(400, f"{unknown[0]}: unknown field (allowed: {', '.join(INSPECT_FIELDS)})")
+    if "text" not in obj:
+        raise HTTPError(400, 'text: missing; send {"text": "a sentence"}')
+    sentence = _one_sentence(obj, "text", opts)
+    if not sentence.strip():
+        raise HTTPError(422, "text: empty sentence; there is nothing to inspect")
+    target = _one_sentence(obj, "target", opts) if obj.get("target") is not None else None
+    gradients = obj.get("gradients", False)
+    if gradients is None:
+        gradients = False
+    if not isinstance(gradients, bool):
+        raise HTTPError(400, f"gradients: expected a boolean, got {_json_type(gradients)}")
+    beam = search_settings({"beam": obj.get("beam")}, opts).get("beam")
+    return InspectRequest(sentence, target, _model_name(obj, "model"), beam, gradients)
