@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from sacrebleu.metrics import BLEU, CHRF, TER
 
 from seq2seq.errors import Seq2SeqError
-from seq2seq.textio import read_lines, single_line
+from seq2seq.textio import read_lines, require_parallel, single_line
 
 if TYPE_CHECKING:
     from seq2seq.search import SearchOptions
@@ -77,11 +77,7 @@ def score_corpus(
     names: tuple[str, str] = ("hypotheses", "references"),
 ) -> list[Score]:
     """Score detokenized hypotheses against one reference per line."""
-    if len(hypotheses) != len(references):
-        raise Seq2SeqError(
-            f"{names[0]} has {len(hypotheses)} lines but {names[1]} has {len(references)}: "
-            "scores need one hypothesis per reference line"
-        )
+    require_parallel(hypotheses, references, names, "scores need one hypothesis per reference line")
     require_lines(references, names[1])
     if not metrics:
         raise Seq2SeqError(f"--metrics: give at least one of {', '.join(METRICS)}")

@@ -14,10 +14,9 @@ from pathlib import Path
 import torch
 
 from seq2seq.data.batching import FlatSequences, ParallelCorpus
-from seq2seq.errors import Seq2SeqError
 from seq2seq.search import length_penalty
 from seq2seq.special import PAD
-from seq2seq.textio import read_lines, single_line
+from seq2seq.textio import read_lines, require_parallel, single_line
 from seq2seq.translate import Translator
 
 
@@ -53,11 +52,7 @@ def score_pairs(
     names: tuple[str, str] = ("sources", "targets"),
 ) -> list[PairScore]:
     """Score each (source, target) pair with the translator's model; results in input order."""
-    if len(sources) != len(targets):
-        raise Seq2SeqError(
-            f"{names[0]} has {len(sources)} lines but {names[1]} has {len(targets)}: score needs one "
-            "target per source line"
-        )
+    require_parallel(sources, targets, names, "score needs one target per source line")
     model, tok, d = translator.single_model("score"), translator.tokenizer, translator.cfg.decode
     src = [ids[: d.max_src_len] for ids in tok.encode_src([single_line(s).strip() for s in sources])]
     tgt = tok.encode_tgt([single_line(t).strip() for t in targets])

@@ -8,7 +8,7 @@ and line or replaced and counted.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sized
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -79,3 +79,9 @@ def single_line(text: str) -> str:
     if "\n" in text or "\r" in text:
         return text.replace("\r\n", " ").replace("\n", " ").replace("\r", " ")
     return text
+
+
+def require_parallel(first: Sized, second: Sized, names: tuple[str, str], need: str) -> None:
+    """A one-line error when two line-aligned inputs have different line counts; `need` says why."""
+    if len(first) != len(second):
+        raise Seq2SeqError(f"{names[0]} has {len(first)} lines but {names[1]} has {len(second)}: {need}")
