@@ -1,6 +1,6 @@
 """`python -m seq2seq ...` (what `torchrun -m seq2seq` runs): the `seq2seq` command."""
 
-from cli import main
+from seq2seq.cli import main
 
 if __name__ == "__main__":
     main()

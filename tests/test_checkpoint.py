@@ -117,7 +117,7 @@ def test_averaging_mismatched_checkpoints_names_them(
 def test_averaged_model_translates(tmp_path: Path, trained) -> None:
     from typer.testing import CliRunner
 
-    from cli import app
+    from seq2seq.cli import app
 
     steps = sorted(trained.run_dir.glob("checkpoints/step-*.pt"))
     out = tmp_path / "avg.pt"

@@ -11,7 +11,7 @@ import typer
 import yaml
 from typer.testing import CliRunner
 
-from cli import app
+from seq2seq.cli import app
 from seq2seq.runtime import native_bf16
 from tests.conftest import TINY
 
@@ -303,7 +303,7 @@ def test_a_full_stdout_is_one_line(checkpoint: Path, tmp_path: Path, command: st
     }[command]
     with open("/dev/full", "w") as full:
         done = subprocess.run(
-            [sys.executable, "-m", "cli", *args],
+            [sys.executable, "-m", "seq2seq", *args],
             cwd=Path(__file__).resolve().parents[1],
             stdout=full,
             stderr=subprocess.PIPE,
@@ -331,7 +331,7 @@ def test_special_outputs(checkpoint: Path, tmp_path: Path, case: str) -> None:
     output = str(text) if case == "output is stdin" else "/dev/stdout"
     with open(text, "rb") as stdin:
         done = subprocess.run(
-            [sys.executable, "-m", "cli", "translate", "-m", str(checkpoint), "--beam", "1", "-o", output],
+            [sys.executable, "-m", "seq2seq", "translate", "-m", str(checkpoint), "--beam", "1", "-o", output],
             cwd=Path(__file__).resolve().parents[1],
             stdin=stdin,
             capture_output=True,

@@ -9,7 +9,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from cli import app
+from seq2seq.cli import app
 from seq2seq import Seq2SeqError, Translator
 from seq2seq.checkpoint import load_checkpoint, load_model, save_checkpoint
 from seq2seq.ensemble import Ensemble

@@ -11,7 +11,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from cli import app
+from seq2seq.cli import app
 from seq2seq import Seq2SeqError, Translator
 from seq2seq.inspect.report import write_inspection
 from seq2seq.inspect.stats import CorpusAccumulator, _Moments

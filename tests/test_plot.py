@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cli import app
+from seq2seq.cli import app
 from seq2seq import Seq2SeqError
 from seq2seq.plot import PLOT_NAME, plot_runs, read_metrics
 from seq2seq.train import TrainResult

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from cli import app
+from seq2seq.cli import app
 from seq2seq import Seq2SeqError, Translator
 from seq2seq.search import SearchOptions, sample_search, sampling_distribution, search
 from seq2seq.special import EOS

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cli import app
+from seq2seq.cli import app
 from seq2seq import Seq2SeqError, Translator
 from seq2seq.scoring import score_pairs
 from seq2seq.search import length_penalty

@@ -312,7 +312,7 @@ def test_http_error_body() -> None:
 def test_cli_serve_errors_are_one_line(args: list[str], says: str) -> None:
     from typer.testing import CliRunner
 
-    from cli import app
+    from seq2seq.cli import app
 
     result = CliRunner().invoke(app, ["serve", *args])
     assert result.exit_code == 2

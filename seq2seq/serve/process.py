@@ -42,7 +42,7 @@ class Server:
 
 def seq2seq_command() -> list[str]:
     script = Path(sys.executable).with_name("seq2seq")
-    return [str(script)] if script.exists() else [sys.executable, "-c", "import cli; cli.main()"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "seq2seq"]
 
 
 @contextmanager
