@@ -9,9 +9,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from seq2seq.cli import app
 from seq2seq import Seq2SeqError, Translator
 from seq2seq.checkpoint import load_checkpoint, load_model, save_checkpoint
+from seq2seq.cli import app
 from seq2seq.ensemble import Ensemble
 from seq2seq.search import SearchOptions, search
 from seq2seq.special import EOS

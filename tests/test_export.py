@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from seq2seq.cli import app
 from seq2seq import Seq2SeqError, Translator
+from seq2seq.cli import app
 from seq2seq.export import export_model
 
 pytest.importorskip("safetensors")

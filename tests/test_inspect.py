@@ -11,8 +11,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from seq2seq.cli import app
 from seq2seq import Seq2SeqError, Translator
+from seq2seq.cli import app
 from seq2seq.inspect.report import write_inspection
 from seq2seq.inspect.stats import CorpusAccumulator, _Moments
 from seq2seq.model import build_model

@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from seq2seq.cli import app
 from seq2seq import Seq2SeqError, Translator
+from seq2seq.cli import app
 from seq2seq.search import SearchOptions, sample_search, sampling_distribution, search
 from seq2seq.special import EOS
 from tests.fake_model import A, B, C, D, FakeModel, Script, fake_batch
