@@ -27,7 +27,7 @@ from seq2seq.evaluate import METRICS, parse_metrics, require_lines, score_corpus
 from seq2seq.export import export_model
 from seq2seq.inspect.report import write_inspection
 from seq2seq.outputs import NamedWriter, atomic_output, os_error_line, refuse_overwriting_inputs
-from seq2seq.plot import plot_runs
+from seq2seq.plot import metrics_path, plot_runs
 from seq2seq.runtime import tune_allocator
 from seq2seq.scoring import score_files
 from seq2seq.textio import LineStats, count_lines, iter_lines, read_lines
@@ -434,9 +434,11 @@ def score(
         for name, value in (("--model", model), ("--src", src), ("--tgt", tgt)):
             if str(value) in ("", "."):
                 raise Seq2SeqError(f"{name}: give the file (score --model CKPT --src FILE --tgt FILE)")
+        refuse_overwriting_inputs([("--output", output)], [model, src, tgt])
         translator = _load_translator([model], device, "", False)
-        scores = score_files(translator, src, tgt, batch_tokens)
-        with open(output, "w", encoding="utf-8") if output else contextlib.nullcontext(sys.stdout) as sink:
+        stdout = NamedWriter(sys.stdout, "<stdout>")
+        with atomic_output(output) if output else contextlib.nullcontext(stdout) as sink:
+            scores = score_files(translator, src, tgt, batch_tokens)  # an unwritable --output fails first
             for i, s in enumerate(scores):
                 if fmt == "plain":
                     sink.write(f"{s.log_prob:.4f}\t{s.per_token:.4f}\t{s.normalized:.4f}\n")
@@ -453,7 +455,8 @@ def plot(
 ) -> None:
     """Learning curves (losses, BLEU against updates and minutes, learning rate) of runs, as a PNG."""
     with _user_errors(ctx):
-        typer.echo(f"learning curves of {len(runs)} run(s): {plot_runs(runs, output)}")
+        refuse_overwriting_inputs([("--output", output)], [metrics_path(run) for run in runs])
+        _print(f"learning curves of {len(runs)} run(s): {plot_runs(runs, output)}")
 
 
 @app.command()

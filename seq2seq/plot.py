@@ -3,6 +3,7 @@
 Reads each run's `metrics.jsonl` (train records: loss, lr; valid records: loss, BLEU) and draws six
 panels: training loss, validation loss and validation BLEU against updates, validation loss and BLEU
 against wall-clock minutes, and the learning rate. Needs matplotlib: `pip install "seq2seq[plot]"`.
+The PNG is written through `seq2seq.outputs.atomic_output`: complete or absent.
 """
 
 from __future__ import annotations
@@ -13,14 +14,20 @@ from pathlib import Path
 from typing import Any
 
 from seq2seq.errors import Seq2SeqError
+from seq2seq.outputs import atomic_output, os_error_line
 
 PLOT_NAME = "curves.png"
 """The file `train` writes into the run directory."""
 
 
+def metrics_path(run_dir: Path) -> Path:
+    """The records `plot` reads from a run directory."""
+    return Path(run_dir) / "metrics.jsonl"
+
+
 def read_metrics(run_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(train records, valid records) of a run directory's metrics.jsonl."""
-    path = Path(run_dir) / "metrics.jsonl"
+    path = metrics_path(run_dir)
     if not path.is_file():
         raise Seq2SeqError(f"{path}: not found; give a run directory written by seq2seq train")
     train: list[dict[str, Any]] = []
@@ -82,11 +89,14 @@ def plot_runs(run_dirs: Sequence[Path], out: Path, labels: Sequence[str] | None 
         labelled[0].legend()
     fig.tight_layout()
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp.png")
-    fig.savefig(tmp, dpi=80)
-    plt.close(fig)
-    tmp.replace(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_output(out, binary=True) as sink:  # complete or absent; errors name `out`
+            fig.savefig(sink, format="png", dpi=80)
+    except OSError as exc:
+        raise Seq2SeqError(os_error_line(exc, str(out))) from None
+    finally:
+        plt.close(fig)
     return out
 
 

@@ -130,6 +130,17 @@ def test_end_to_end(recipe: Path, tmp_path: Path) -> None:
         (["eval", "--ref", "{two}", "--hyp", "{two}", "--metrics", "bleu,rouge"], "unknown metric 'rouge'"),
         (["eval", "--ref", "{two}", "-m", "{garbage}", "--src", "{two}", "-o", "{two}"], "is the input file"),
         (["average", "{garbage}", "-o", "{garbage}"], "--output {garbage}: is the input file"),
+        (
+            ["score", "-m", "{garbage}", "--src", "{two}", "--tgt", "{three}", "-o", "{two}"],
+            "--output {two}: is",
+        ),
+        (
+            ["score", "-m", "{garbage}", "--src", "{two}", "--tgt", "{two}", "-o", "{garbage}"],
+            "file {garbage}",
+        ),
+        (["score", "-m", "{garbage}", "--src", "{two}", "--tgt", "{two}", "-o", "{dir}"], "{dir}: is a dir"),
+        (["plot", "{dir}", "-o", "{dir}/metrics.jsonl"], "--output {dir}/metrics.jsonl: is the input file"),
+        (["plot", "{dir}", "-o", "{dir}"], "--output {dir}: is a directory"),
         (["serve", "-m", "{garbage}", "--max-wait-ms", "nan"], "--max-wait-ms: must be a finite number"),
         (["serve", "-m", "{garbage}", "--request-timeout", "inf"], "--request-timeout: must be a finite"),
         (["preprocess", "{recipe}", "--out", "{two}"], "--out {two}: is a file, expected a directory"),
@@ -270,7 +281,7 @@ def test_a_directory_as_input_says_so(checkpoint: Path, tmp_path: Path) -> None:
     )
 
 
-@pytest.mark.parametrize("command", ["translate", "translate-attention", "eval"])
+@pytest.mark.parametrize("command", ["translate", "translate-attention", "eval", "score"])
 def test_a_full_disk_names_the_file_and_keeps_the_old_output(
     checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str
 ) -> None:
@@ -279,11 +290,12 @@ def test_a_full_disk_names_the_file_and_keeps_the_old_output(
     source, out = tmp_path / "in.txt", tmp_path / "out.txt"
     source.write_text("21\n4721\n7\n", encoding="utf-8")
     out.write_text("old\n")
-    fill_disk(monkeypatch, room=0 if command == "eval" else 1)  # translate fails after its first line
+    fill_disk(monkeypatch, room=0 if command == "eval" else 1)  # the others fail after their first line
     args = {
         "translate": ["translate", "-m", str(checkpoint), str(source), "-o", str(out), "--chunk-lines", "1"],
         "translate-attention": ["translate", "-m", str(checkpoint), str(source), "--attention", str(out)],
         "eval": ["eval", "-m", str(checkpoint), "--src", str(source), "--ref", str(source), "-o", str(out)],
+        "score": ["score", "-m", str(checkpoint), "--src", str(source), "--tgt", str(source), "-o", str(out)],
     }[command]
     result = runner.invoke(app, args)
     assert result.exit_code == 2, result.output
@@ -293,13 +305,14 @@ def test_a_full_disk_names_the_file_and_keeps_the_old_output(
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full")
-@pytest.mark.parametrize("command", ["eval", "translate"])
+@pytest.mark.parametrize("command", ["eval", "translate", "score"])
 def test_a_full_stdout_is_one_line(checkpoint: Path, tmp_path: Path, command: str) -> None:
     text = tmp_path / "two.txt"
     text.write_text("21\n7\n", encoding="utf-8")
     args = {
         "eval": ["eval", "--ref", str(text), "--hyp", str(text), "--metrics", "chrf"],
         "translate": ["translate", "-m", str(checkpoint), str(text), "--beam", "1"],
+        "score": ["score", "-m", str(checkpoint), "--src", str(text), "--tgt", str(text)],
     }[command]
     with open("/dev/full", "w") as full:
         done = subprocess.run(
@@ -331,7 +344,18 @@ def test_special_outputs(checkpoint: Path, tmp_path: Path, case: str) -> None:
     output = str(text) if case == "output is stdin" else "/dev/stdout"
     with open(text, "rb") as stdin:
         done = subprocess.run(
-            [sys.executable, "-m", "seq2seq", "translate", "-m", str(checkpoint), "--beam", "1", "-o", output],
+            [
+                sys.executable,
+                "-m",
+                "seq2seq",
+                "translate",
+                "-m",
+                str(checkpoint),
+                "--beam",
+                "1",
+                "-o",
+                str(output),
+            ],
             cwd=Path(__file__).resolve().parents[1],
             stdin=stdin,
             capture_output=True,

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from seq2seq.cli import app
 from seq2seq import Seq2SeqError
+from seq2seq.cli import app
 from seq2seq.plot import PLOT_NAME, plot_runs, read_metrics
 from seq2seq.train import TrainResult
 
@@ -57,3 +57,31 @@ def test_cli_plot(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["plot", str(fake_run(tmp_path / "a", 2.0)), "-o", str(out)])
     assert result.exit_code == 0, result.output
     assert out.read_bytes().startswith(PNG) and str(out) in result.stdout
+
+
+def test_a_failed_write_names_the_png_and_keeps_the_old_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.test_outputs import fill_disk
+
+    out = tmp_path / "out" / "curves.png"
+    out.parent.mkdir()
+    out.write_bytes(b"old")
+    fill_disk(monkeypatch, room=1)  # the PNG is written in several pieces: fail after the first
+    result = CliRunner().invoke(app, ["plot", str(fake_run(tmp_path / "a", 2.0)), "-o", str(out)])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip() == f"error: {out}: No space left on device"
+    assert out.read_bytes() == b"old" and [p.name for p in out.parent.iterdir()] == ["curves.png"]
+
+
+def test_an_output_that_is_an_input_is_refused_before_reading(tmp_path: Path) -> None:
+    run = fake_run(tmp_path / "a", 2.0)
+    (run / "metrics.jsonl").write_text("not json\n")  # read first, it would be a 'not a JSON line' error
+    before = (run / "metrics.jsonl").read_bytes()
+    result = CliRunner().invoke(app, ["plot", str(run), "-o", str(run / "metrics.jsonl")])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        f"error: --output {run / 'metrics.jsonl'}: is the input file {run / 'metrics.jsonl'}; "
+        "write the output to another file"
+    )
+    assert (run / "metrics.jsonl").read_bytes() == before

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from seq2seq.cli import app
 from seq2seq import Seq2SeqError, Translator
+from seq2seq.cli import app
 from seq2seq.scoring import score_pairs
 from seq2seq.search import length_penalty
 
@@ -74,3 +74,20 @@ def test_cli_score(checkpoint: Path, tmp_path: Path) -> None:
     assert [f"{r['log_prob']:.4f}" for r in records] == [r[0] for r in rows]
     bad = runner.invoke(app, [*base, "--tgt", str(short)])
     assert bad.exit_code == 2 and f"{src} has 3 lines but {short} has 1" in bad.stderr
+
+
+def test_cli_score_output_file_is_complete_or_absent(checkpoint: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    src, tgt, short, out = (tmp_path / n for n in ("src.txt", "tgt.txt", "short.txt", "out.txt"))
+    src.write_text("12\n7\n", encoding="utf-8")
+    tgt.write_text("zwölf\nsieben\n", encoding="utf-8")
+    short.write_text("zwölf\n", encoding="utf-8")
+    base = ["score", "-m", str(checkpoint), "--src", str(src)]
+    printed = runner.invoke(app, [*base, "--tgt", str(tgt)])
+    written = runner.invoke(app, [*base, "--tgt", str(tgt), "-o", str(out)])
+    assert written.exit_code == 0 and written.stdout == ""
+    assert out.read_text(encoding="utf-8") == printed.stdout and f"-> {out}" in written.stderr
+    out.unlink()
+    failed = runner.invoke(app, [*base, "--tgt", str(short), "-o", str(out)])
+    assert failed.exit_code == 2 and not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["short.txt", "src.txt", "tgt.txt"]
