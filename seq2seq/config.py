@@ -204,6 +204,9 @@ class TrainConfig:
     """Write checkpoints/last.pt at least this often (it is also written at every validation); 0 = only
     at validations and at the end. A kill loses at most this much training."""
     log_every: int = 100
+    tensorboard: bool = False
+    """Also write TensorBoard event files into the run directory: the metrics.jsonl scalars and attention
+    heatmaps of a few validation sentences (`pip install 'seq2seq[tensorboard]'`)."""
     threads: int = 0
     """torch CPU threads; 0 = torch's default."""
     device: str = "auto"

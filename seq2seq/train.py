@@ -41,6 +41,7 @@ from seq2seq.plot import plot_after_validation
 from seq2seq.progress import TrainProgress
 from seq2seq.rundir import RunFiles
 from seq2seq.search import SearchOptions
+from seq2seq.tensorboard import Board, summary_writer_class
 from seq2seq.translate import decode_ids, resolve_device
 from seq2seq.update import (
     accumulate_gradients,
@@ -67,6 +68,7 @@ RESUMABLE_CHANGES = frozenset(
         "train.patience",
         "train.valid_every",
         "train.log_every",
+        "train.tensorboard",
         "train.threads",
         "train.keep_best",
         "train.keep_last",
@@ -267,9 +269,19 @@ class Run:
     tokenizer_state: dict[str, Any]
     state: TrainState
     dist: Distributed = field(default_factory=Distributed)
+    board: Board | None = None
+    """TensorBoard writer (`train.tensorboard`, rank 0 only)."""
+
+    def record(self, values: dict[str, Any]) -> None:
+        """One metrics.jsonl record, also to TensorBoard when it is on."""
+        self.files.write_metrics(values)
+        if self.board is not None:
+            self.board.scalars(values)
 
     def checkpoint(self, resumable: bool, rng: dict[str, Any] | None = None) -> Checkpoint:
         self.state.metrics_bytes = self.files.metrics_bytes()
+        if self.board is not None:
+            self.board.flush()
         common = Checkpoint(
             config=self.cfg.to_dict(),
             model=self.model.state_dict(),
@@ -363,13 +375,15 @@ def _validate_and_save(
     _keep_checkpoints(run, scores[t.valid_metric], better)
     record = {"type": "valid", "step": s.step, "epoch": s.epoch + 1, "minutes": round(s.wall_seconds / 60, 3),
               **{k: round(v, 4) for k, v in scores.items()}, "best": better}  # fmt: skip
-    run.files.write_metrics(record)
+    run.record(record)
     progress.message(
         f"valid @ {s.step}: loss {scores['loss']:.3f} ppl {scores['ppl']:.2f} "
         f"BLEU {scores['bleu']:.2f}{' (best)' if better else ''}"
     )
     run.files.write_log(f"valid step {s.step}: {json.dumps(record)}")
     plot_after_validation(run.files.dir)
+    if run.board is not None:
+        run.board.attention(run.model, prepared.tokenizer, valid.src, run.cfg.decode, s.step)
     return bool(t.patience) and s.bad_validations >= t.patience, scores[t.valid_metric]
 
 
@@ -466,6 +480,8 @@ def _setup(
         _set_rng_state(resume.rng["ranks"][dist.rank] if dist.active else resume.rng)
         if run.state.metrics_bytes is not None and dist.is_main:
             files.truncate_metrics(run.state.metrics_bytes)
+    if cfg.train.tensorboard and dist.is_main:
+        run.board = Board(files.dir, resumed_step=None if resume is None else run.state.step)
     return run
 
 
@@ -481,6 +497,8 @@ def train(
 
     Under torchrun (RANK and WORLD_SIZE set) this process is one rank of a data-parallel job: see
     `seq2seq.distributed`. Rank 0 holds the run lock and writes every file."""
+    if cfg.train.tensorboard:
+        summary_writer_class()  # a missing package is an error before any work
     files = RunFiles(Path(run_dir))
     dist = Distributed.from_env(resolve_device(cfg.train.device))
     try:
@@ -591,7 +609,7 @@ def _train(
             speed_tokens += n_tokens
             if state.step % t.log_every == 0 and dist.is_main:
                 speed = speed_tokens / (time.perf_counter() - speed_start)
-                files.write_metrics(_train_record(run, grad_norm, sampling, speed))
+                run.record(_train_record(run, grad_norm, sampling, speed))
                 speed_tokens, speed_start = 0, time.perf_counter()
             lr = run.optimizer.param_groups[0]["lr"]
             progress.update(state, loss=loss_sum / max(1, n_tokens), lr=lr, tokens=n_tokens)
@@ -613,6 +631,8 @@ def _train(
             _validate_on_main(run, prepared, valid_data, progress)
         else:
             run.save_last()
+    if run.board is not None:
+        run.board.close()
 
     if state.stop_reason == "interrupted":
         say(f"interrupted ({stop.requested}) at update {state.step}; saved {files.last}. Resume with the "
