@@ -129,20 +129,20 @@ def test_two_processes_equal_one_accumulating_both_shards(tmp_path: Path, data_d
 
 
 def test_sigterm_and_a_dead_rank_resume_to_the_uninterrupted_run(tmp_path: Path, data_dir: Path) -> None:
-    cfg = tiny_config(train={"max_steps": 40, "valid_every": 8})
-    done = {0: "reached train.max_steps=40", 1: "reached train.max_steps=40"}
+    cfg = tiny_config(train={"max_steps": 20, "valid_every": 4})
+    done = {0: "reached train.max_steps=20", 1: "reached train.max_steps=20"}
     assert _launch(cfg, tmp_path / "whole", data_dir) == done
 
     run = tmp_path / "stopped"
     # SIGTERM, as torchrun forwards it to every rank: each finishes its update and rank 0 saves
-    watcher = _during(run, 8, _signal_ranks(run, signal.SIGTERM, (0, 1)))
+    watcher = _during(run, 4, _signal_ranks(run, signal.SIGTERM, (0, 1)))
     assert _launch(cfg, run, data_dir) == {0: "interrupted", 1: "interrupted"}
     watcher.join()
     stopped_at = torch.load(run / "checkpoints" / "last.pt", weights_only=True)["train_state"]["step"]
-    assert 8 <= stopped_at < 40
+    assert 4 <= stopped_at < 16
 
     # rank 1 killed outright: the job ends, rank 0 says why in one line
-    watcher = _during(run, stopped_at + 8, _signal_ranks(run, signal.SIGKILL, (1,)))
+    watcher = _during(run, stopped_at + 4, _signal_ranks(run, signal.SIGKILL, (1,)))
     with pytest.raises(ChildFailedError) as died:
         _launch(cfg, run, data_dir)
     watcher.join()
