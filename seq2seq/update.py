@@ -103,17 +103,29 @@ def accumulate_gradients(
     """Zero the gradients, then forward and backward every micro-batch of one update, normalised by
     `normaliser` (default: the update's target tokens; under DDP, which averages the ranks' gradients,
     all ranks' target tokens / world size). Returns (summed loss, target tokens); the loss may be
-    non-finite. `model` may be a DistributedDataParallel wrapping a `Seq2Seq`."""
+    non-finite.
+
+    `model` may be a DistributedDataParallel wrapping a `Seq2Seq`: then every micro-batch but the last
+    runs under `no_sync()`, so the gradients accumulate locally and are all-reduced once per update, by
+    the last backward, instead of once per micro-batch."""
     n_tokens = sum(b.n_tgt_tokens for b in batches)
     divisor = n_tokens if normaliser is None else normaliser
     model.zero_grad(set_to_none=True)
     loss_sum = 0.0
-    for batch in batches:
-        with autocast_for(device, bf16):
-            loss = compute_loss(model, batch, label_smoothing, sampling)
-        (loss / divisor).backward()
+    for i, batch in enumerate(batches):
+        with _sync_if(model, i == len(batches) - 1):
+            with autocast_for(device, bf16):
+                loss = compute_loss(model, batch, label_smoothing, sampling)
+            (loss / divisor).backward()
         loss_sum += float(loss.detach())
     return loss_sum, n_tokens
+
+
+def _sync_if(model: torch.nn.Module, sync: bool) -> contextlib.AbstractContextManager[Any]:
+    """DDP's `no_sync()` unless `sync`: the forward and backward run in it skip the gradient all-reduce."""
+    if sync or not isinstance(model, torch.nn.parallel.DistributedDataParallel):
+        return contextlib.nullcontext()
+    return model.no_sync()
 
 
 def clip_and_step(model: Seq2Seq, optimizer: torch.optim.Optimizer, cfg: Config) -> float:

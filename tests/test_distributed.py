@@ -107,14 +107,44 @@ def test_shard_deals_batches_round_robin_and_evenly() -> None:
     assert Distributed(1, 4).batch_tokens(400) == 100
 
 
-def test_two_processes_equal_one_accumulating_both_shards(tmp_path: Path, data_dir: Path) -> None:
-    ddp = tiny_config(model=NO_DROPOUT, train={"max_steps": 6, "valid_every": 3, "batch_tokens": 400})
-    one = tiny_config(
-        model=NO_DROPOUT, train={"max_steps": 6, "valid_every": 3, "batch_tokens": 200, "accum_steps": 2}
-    )
+def _count_allreduces(counts: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make every rank (forked after this) append a line to counts/allreduce-RANK each time its DDP
+    model reduces the gradients of its last bucket: one line per all-reduce of all the gradients."""
+    from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
+
+    real_wrap = Distributed.wrap
+
+    def counting_wrap(self: Distributed, model: torch.nn.Module) -> torch.nn.Module:
+        ddp = real_wrap(self, model)
+        if not isinstance(ddp, torch.nn.parallel.DistributedDataParallel):  # the one-process run
+            return ddp
+
+        def hook(state, bucket):  # type: ignore[no-untyped-def]  # DDP checks the annotations, unresolved here
+            if bucket.is_last():
+                with open(counts / f"allreduce-{self.rank}", "a") as f:
+                    f.write(f"{bucket.index()}\n")
+            return allreduce_hook(state, bucket)
+
+        ddp.register_comm_hook(None, hook)
+        return ddp
+
+    monkeypatch.setattr(Distributed, "wrap", counting_wrap)
+
+
+def test_two_processes_accumulating_equal_one_and_all_reduce_once_per_update(
+    tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """2 ranks x 2 micro-batches of 200 tokens == 1 process x 4 micro-batches of 200 tokens, and each
+    rank all-reduces its gradients once per update (the first micro-batch runs under `no_sync`)."""
+    steps = {"max_steps": 6, "valid_every": 3}
+    ddp = tiny_config(model=NO_DROPOUT, train={**steps, "batch_tokens": 400, "accum_steps": 2})
+    one = tiny_config(model=NO_DROPOUT, train={**steps, "batch_tokens": 200, "accum_steps": 4})
+    _count_allreduces(tmp_path, monkeypatch)
     assert _launch(ddp, tmp_path / "ddp", data_dir) == {0: "reached train.max_steps=6"} | {
         1: "reached train.max_steps=6"
     }
+    for rank in (0, 1):
+        assert len((tmp_path / f"allreduce-{rank}").read_text().splitlines()) == 6
     train(one, tmp_path / "one", data_dir, log=lambda line: None, show_progress=False)
     a, b = _weights(tmp_path / "ddp"), _weights(tmp_path / "one")
     assert a.keys() == b.keys()
@@ -129,20 +159,20 @@ def test_two_processes_equal_one_accumulating_both_shards(tmp_path: Path, data_d
 
 
 def test_sigterm_and_a_dead_rank_resume_to_the_uninterrupted_run(tmp_path: Path, data_dir: Path) -> None:
-    cfg = tiny_config(train={"max_steps": 40, "valid_every": 8})
-    done = {0: "reached train.max_steps=40", 1: "reached train.max_steps=40"}
+    cfg = tiny_config(train={"max_steps": 20, "valid_every": 4})
+    done = {0: "reached train.max_steps=20", 1: "reached train.max_steps=20"}
     assert _launch(cfg, tmp_path / "whole", data_dir) == done
 
     run = tmp_path / "stopped"
     # SIGTERM, as torchrun forwards it to every rank: each finishes its update and rank 0 saves
-    watcher = _during(run, 8, _signal_ranks(run, signal.SIGTERM, (0, 1)))
+    watcher = _during(run, 4, _signal_ranks(run, signal.SIGTERM, (0, 1)))
     assert _launch(cfg, run, data_dir) == {0: "interrupted", 1: "interrupted"}
     watcher.join()
     stopped_at = torch.load(run / "checkpoints" / "last.pt", weights_only=True)["train_state"]["step"]
-    assert 8 <= stopped_at < 40
+    assert 4 <= stopped_at < 16
 
     # rank 1 killed outright: the job ends, rank 0 says why in one line
-    watcher = _during(run, stopped_at + 8, _signal_ranks(run, signal.SIGKILL, (1,)))
+    watcher = _during(run, stopped_at + 4, _signal_ranks(run, signal.SIGKILL, (1,)))
     with pytest.raises(ChildFailedError) as died:
         _launch(cfg, run, data_dir)
     watcher.join()

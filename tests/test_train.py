@@ -37,6 +37,12 @@ def resume_config(max_steps: int):
     return tiny_config(train={"max_steps": max_steps, "log_every": 1, "valid_every": 7, "max_epochs": 3})
 
 
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> TrainResult:
+    """24 updates without a stop, to compare stopped and resumed runs with."""
+    return train(resume_config(24), tmp_path_factory.mktemp("straight") / "run", data_dir, **QUIET)
+
+
 def test_run_directory_contents(trained: TrainResult) -> None:
     run = trained.run_dir
     for name in ("config.yaml", "metrics.jsonl", "train.log", "checkpoints/last.pt", "checkpoints/best.pt"):
@@ -47,9 +53,8 @@ def test_run_directory_contents(trained: TrainResult) -> None:
     assert trained.best_score is not None and trained.steps == 40
 
 
-def test_resume_is_exact(tmp_path: Path, data_dir: Path) -> None:
+def test_resume_is_exact(tmp_path: Path, data_dir: Path, straight: TrainResult) -> None:
     """N updates straight == N/2 updates, stop, resume for N/2: bitwise-equal weights and equal losses."""
-    straight = train(resume_config(24), tmp_path / "a", data_dir, **QUIET)
     train(resume_config(12), tmp_path / "b", data_dir, **QUIET)
     resumed = train(resume_config(24), tmp_path / "b", data_dir, **QUIET)
     assert resumed.steps == straight.steps == 24
@@ -57,10 +62,10 @@ def test_resume_is_exact(tmp_path: Path, data_dir: Path) -> None:
     assert a.keys() == b.keys()
     for name in a:
         assert torch.equal(a[name], b[name]), name
-    assert train_losses(tmp_path / "a") == train_losses(tmp_path / "b")
+    assert train_losses(straight.run_dir) == train_losses(tmp_path / "b")
 
 
-def test_ctrl_c_saves_and_resumes_exactly(tmp_path: Path, data_dir: Path) -> None:
+def test_ctrl_c_saves_and_resumes_exactly(tmp_path: Path, data_dir: Path, straight: TrainResult) -> None:
     """A real SIGINT mid-run: the update finishes, last.pt is saved, resuming matches a straight run."""
     lines: list[str] = []
 
@@ -70,7 +75,6 @@ def test_ctrl_c_saves_and_resumes_exactly(tmp_path: Path, data_dir: Path) -> Non
             os.kill(os.getpid(), signal.SIGINT)
 
     cfg = resume_config(24)
-    straight = train(cfg, tmp_path / "a", data_dir, **QUIET)
     stopped = train(cfg, tmp_path / "b", data_dir, log=interrupt_at_update_10, show_progress=True)
     assert stopped.stop_reason == "interrupted" and stopped.steps == 10
     assert any("Resume with the same command" in line for line in lines)
@@ -114,13 +118,13 @@ def test_keep_best_and_last(
     tmp_path: Path, data_dir: Path, keep_best: int, keep_last: int, most: int
 ) -> None:
     cfg = tiny_config(
-        train={"max_steps": 24, "valid_every": 4, "keep_best": keep_best, "keep_last": keep_last}
+        train={"max_steps": 12, "valid_every": 2, "keep_best": keep_best, "keep_last": keep_last}
     )
     train(cfg, tmp_path / "k", data_dir, **QUIET)
     kept = sorted((tmp_path / "k" / "checkpoints").glob("step-*.pt"))
     assert len(kept) <= most and (len(kept) >= 1 or most == 0)
     if keep_last:
-        assert tmp_path / "k" / "checkpoints" / "step-24.pt" in kept
+        assert tmp_path / "k" / "checkpoints" / "step-12.pt" in kept
 
 
 def test_checkpoints_kept(tmp_path: Path, data_dir: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import random
 import shutil
@@ -10,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,16 @@ def config(**train: Any) -> Config:
     return tiny_config(train={**base, **train})
 
 
+STRAIGHT = config()
+"""30 updates validated every 5."""
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
+    """The uninterrupted run that the killed and stopped runs of this module are compared with."""
+    return train(STRAIGHT, tmp_path_factory.mktemp("straight") / "run", data_dir, **QUIET).run_dir
+
+
 def records(run: Path, kind: str) -> list[dict[str, Any]]:
     lines = (run / "metrics.jsonl").read_text().splitlines()
     out = [json.loads(line) for line in lines]
@@ -57,6 +69,7 @@ def same_weights(a: Path, b: Path) -> bool:
 
 
 def start(cfg: Config, run: Path, data: Path, *extra: str) -> subprocess.Popen[str]:
+    """`python -m seq2seq train` in a fresh process (the CLI; seconds to import everything)."""
     recipe = run.parent / f"{run.name}.yaml"
     recipe.write_text(yaml.safe_dump(cfg.to_dict()), encoding="utf-8")
     cmd = [sys.executable, "-m", "seq2seq", "train", str(recipe), "--out", str(run), "--data", str(data)]
@@ -66,61 +79,109 @@ def start(cfg: Config, run: Path, data: Path, *extra: str) -> subprocess.Popen[s
     )
 
 
+def fork(cfg: Config, run: Path, data: Path) -> multiprocessing.Process:
+    """`train` in a fork of this process: a process of its own to kill, started in milliseconds."""
+    proc = multiprocessing.get_context("fork").Process(target=_train_quietly, args=(cfg, run, data))
+    proc.start()
+    return proc
+
+
+def _train_quietly(cfg: Config, run: Path, data: Path) -> None:
+    train(cfg, run, data, **QUIET)
+
+
+class Killable:
+    """A training process to kill -9: a fork of this process or the CLI."""
+
+    def __init__(self, cfg: Config, run: Path, data: Path, forked: bool) -> None:
+        self.proc = fork(cfg, run, data) if forked else start(cfg, run, data)
+
+    def running(self) -> bool:
+        if isinstance(self.proc, subprocess.Popen):
+            return self.proc.poll() is None
+        return self.proc.is_alive()
+
+    def kill(self) -> None:
+        self.proc.kill()
+        if isinstance(self.proc, subprocess.Popen):
+            self.proc.communicate()
+        else:
+            self.proc.join()
+
+
 def steps_logged(run: Path) -> int:
     path = run / "metrics.jsonl"
     lines = path.read_text().splitlines() if path.is_file() else []
     return max([json.loads(line)["step"] for line in lines if line.endswith("}")], default=0)
 
 
-def wait_for(condition: Any, proc: subprocess.Popen[str], timeout: float = 120.0) -> None:
+def wait_for(condition: Callable[[], bool], running: Callable[[], bool], timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
-        assert proc.poll() is None, f"train exited early ({proc.returncode}): {proc.stderr.read()}"  # type: ignore[union-attr]
+        assert running(), "train exited early"
         assert time.monotonic() < deadline, "timed out waiting for the training subprocess"
         time.sleep(0.002)
 
 
-def test_sigkill_at_random_moments_loses_at_most_one_save_interval(tmp_path: Path, data_dir: Path) -> None:
-    """kill -9 twice (once right when a temporary checkpoint file appears), resume each time: the run
-    finishes, every .pt on disk loads, and weights and metrics equal an uninterrupted run bit for bit."""
-    cfg = config()
-    straight = train(cfg, tmp_path / "straight", data_dir, **QUIET)
-    run, rng = tmp_path / "killed", random.Random(15)
+def kill_and_resume(straight: Path, run: Path, data: Path, kills: list[float | None], forked: bool) -> None:
+    """kill -9 a run once per entry of `kills` (None: the moment a temporary checkpoint file appears;
+    a number: that many seconds after 3 more updates are logged), resume each time: every .pt on disk
+    loads, at most one validation interval is lost, and the finished run equals `straight` bit for bit."""
     ckpts = run / "checkpoints"
-    for attempt in range(2):
-        proc = start(cfg, run, data_dir)
+    for delay in kills:
+        child = Killable(STRAIGHT, run, data, forked)
         resumed_at = steps_logged(run)
-        wait_for(lambda: steps_logged(run) > resumed_at + 2, proc)  # noqa: B023
-        if attempt == 0:  # the moment a checkpoint is being written
+        wait_for(lambda: steps_logged(run) > resumed_at + 2, child.running)  # noqa: B023
+        if delay is None:  # the moment a checkpoint is being written
             deadline = time.monotonic() + 30
-            while not list(ckpts.glob(".*.tmp")) and time.monotonic() < deadline and proc.poll() is None:
+            while not list(ckpts.glob(".*.tmp")) and time.monotonic() < deadline and child.running():
                 pass
         else:
-            time.sleep(rng.uniform(0.0, 0.5))
-        proc.kill()
-        proc.wait()
-        proc.stderr.close()  # type: ignore[union-attr]
+            time.sleep(delay)
+        child.kill()
         done = steps_logged(run)
         for path in ckpts.glob("*.pt"):
             load_checkpoint(path)  # raises if damaged
-        saved_at = load_checkpoint(run / "checkpoints" / "last.pt")["train_state"]["step"]
-        assert done - saved_at <= cfg.train.valid_every, (done, saved_at)
-    proc = start(cfg, run, data_dir)
-    _, err = proc.communicate(timeout=300)
-    assert proc.returncode == 0, err
-    assert "resuming" in err
+        saved_at = load_checkpoint(ckpts / "last.pt")["train_state"]["step"]
+        assert done - saved_at <= STRAIGHT.train.valid_every, (done, saved_at)
+    if forked:
+        lines: list[str] = []
+        train(STRAIGHT, run, data, log=lines.append, show_progress=False)
+        assert any(line.startswith("resuming") for line in lines)
+    else:
+        proc = start(STRAIGHT, run, data)
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+        assert "resuming" in err
     assert not list(ckpts.glob(".*.tmp"))
-    assert same_weights(straight.last_checkpoint, ckpts / "last.pt")
-    assert same_weights(straight.best_checkpoint, ckpts / "best.pt")
-    assert records(run, "train") == records(straight.run_dir, "train")
-    assert records(run, "valid") == records(straight.run_dir, "valid")
+    assert same_weights(straight / "checkpoints" / "last.pt", ckpts / "last.pt")
+    assert same_weights(straight / "checkpoints" / "best.pt", ckpts / "best.pt")
+    assert records(run, "train") == records(straight, "train")
+    assert records(run, "valid") == records(straight, "valid")
 
 
-def test_sigterm_saves_exits_75_and_resumes_exactly(tmp_path: Path, data_dir: Path) -> None:
-    cfg = config(max_steps=16)
+def test_sigkill_during_a_checkpoint_write_and_at_a_random_moment_loses_nothing(
+    tmp_path: Path, data_dir: Path, straight: Path
+) -> None:
+    """Two kills of forked training processes (fast): one while a checkpoint is being written."""
+    kills = [None, random.Random(15).uniform(0.0, 0.5)]
+    kill_and_resume(straight, tmp_path / "killed", data_dir, kills, forked=True)
+
+
+@pytest.mark.slow
+def test_sigkill_of_the_cli_at_random_moments_loses_nothing(
+    tmp_path: Path, data_dir: Path, straight: Path
+) -> None:
+    """Four kills of `python -m seq2seq train` (fresh processes), three at random moments."""
+    rng = random.Random(15)
+    kills = [None, *(rng.uniform(0.0, 0.5) for _ in range(3))]
+    kill_and_resume(straight, tmp_path / "killed", data_dir, kills, forked=False)
+
+
+def test_sigterm_saves_exits_75_and_resumes_exactly(tmp_path: Path, data_dir: Path, straight: Path) -> None:
     run = tmp_path / "termed"
-    proc = start(cfg, run, data_dir)
-    wait_for(lambda: steps_logged(run) >= 3, proc)
+    proc = start(STRAIGHT, run, data_dir)
+    wait_for(lambda: steps_logged(run) >= 3, lambda: proc.poll() is None)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == EXIT_INTERRUPTED == 75, err
@@ -128,10 +189,9 @@ def test_sigterm_saves_exits_75_and_resumes_exactly(tmp_path: Path, data_dir: Pa
     assert f"interrupted, resumable: seq2seq train {tmp_path / 'termed.yaml'} --out {run}" in err
     stopped = load_checkpoint(run / "checkpoints" / "last.pt")["train_state"]
     assert stopped["stop_reason"] == "interrupted" and stopped["step"] == steps_logged(run)
-    resumed = train(cfg, run, data_dir, **QUIET)
-    straight = train(cfg, tmp_path / "straight", data_dir, **QUIET)
-    assert resumed.steps == 16 and same_weights(straight.last_checkpoint, resumed.last_checkpoint)
-    assert records(run, "train") == records(straight.run_dir, "train")
+    resumed = train(STRAIGHT, run, data_dir, **QUIET)
+    assert resumed.steps == 30 and same_weights(straight / "checkpoints" / "last.pt", resumed.last_checkpoint)
+    assert records(run, "train") == records(straight, "train")
     assert load_checkpoint(resumed.best_checkpoint)["train_state"]["stop_reason"] == ""  # not stale
 
 
@@ -191,12 +251,13 @@ def test_resuming_a_copied_run_leaves_the_original_alone(tmp_path: Path, data_di
 
 def test_resumed_run_logs_the_same_averages(tmp_path: Path, data_dir: Path) -> None:
     """Stopping in the middle of a log window: the resumed record averages the whole window."""
-    train(config(max_steps=13, log_every=5), tmp_path / "b", data_dir, **QUIET)
-    train(config(max_steps=20, log_every=5), tmp_path / "b", data_dir, **QUIET)
-    train(config(max_steps=20, log_every=5), tmp_path / "a", data_dir, **QUIET)
+    train(config(max_steps=7, log_every=5), tmp_path / "b", data_dir, **QUIET)
+    train(config(max_steps=12, log_every=5), tmp_path / "b", data_dir, **QUIET)
+    train(config(max_steps=12, log_every=5), tmp_path / "a", data_dir, **QUIET)
+    assert [r["step"] for r in records(tmp_path / "b", "train")] == [5, 10]
     assert records(tmp_path / "a", "train") == records(tmp_path / "b", "train")
-    stopped_at_13 = [r for r in records(tmp_path / "b", "valid") if r["step"] != 13]  # max_steps validates
-    assert records(tmp_path / "a", "valid") == stopped_at_13
+    stopped_at_7 = [r for r in records(tmp_path / "b", "valid") if r["step"] != 7]  # max_steps validates
+    assert records(tmp_path / "a", "valid") == stopped_at_7
 
 
 def test_full_disk_while_saving_is_one_line_and_no_record(
