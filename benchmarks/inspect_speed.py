@@ -1,4 +1,5 @@
-"""Speed of `seq2seq inspect`: one sentence traced and rendered (page + every PNG), and corpus statistics.
+"""Speed of `seq2seq inspect`: one sentence traced and rendered (the page and the PNGs of `--png summary`,
+the default, and of `--png all`), and corpus statistics (the page and the corpus PNGs).
 
     python benchmarks/inspect_speed.py --model runs/multi30k-en-de/checkpoints/best.pt \\
         --input ../shared/data/multi30k/test_2016_flickr.en --lines 1000
@@ -42,13 +43,18 @@ def main() -> None:
     one = min(range(len(lines)), key=lambda i: abs(lengths[i] - args.tokens))
     with tempfile.TemporaryDirectory() as tmp:
         write_inspection(translator, [lines[one]], Path(tmp) / "warm")  # imports, first-call costs
-        times = []
-        for k in range(args.repeats):
-            start = time.perf_counter()
-            write_inspection(translator, [lines[one]], Path(tmp) / f"one-{k}")
-            times.append(time.perf_counter() - start)
-        median = statistics.median(times)
-        print(f"one sentence ({lengths[one]} subwords) traced and rendered: median {median:.2f} s")
+        for png in ("summary", "all"):
+            times = []
+            for k in range(args.repeats):
+                start = time.perf_counter()
+                report = write_inspection(translator, [lines[one]], Path(tmp) / f"{png}-{k}", png=png)
+                times.append(time.perf_counter() - start)
+            median = statistics.median(times)
+            pngs = sum(name.endswith(".png") for name in report.files)
+            print(
+                f"one sentence ({lengths[one]} subwords) traced and rendered with --png {png} ({pngs} PNGs): "
+                f"median {median:.2f} s"
+            )
         corpus = lines[: args.lines]
         start = time.perf_counter()
         write_inspection(translator, corpus, Path(tmp) / "corpus", figures=0)

@@ -570,6 +570,9 @@ def inspect(
         bool, typer.Option("--gradients", help="Also ||dloss/dC_t||, ||dloss/dh_t|| per source position.")
     ] = False,
     figures: Annotated[int, typer.Option(help="Sentences that get their own figures and arrays.")] = 10,
+    png: Annotated[
+        str, typer.Option(help="PNG files: summary (attention, first layer, gradients), all or none.")
+    ] = "summary",
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "cpu",
 ) -> None:
     """Show the recurrent cells at work: gates, memory cell C_t, h_t and attention, token by token."""
@@ -581,7 +584,9 @@ def inspect(
         sentences = [*(text or []), *(read_lines(input_, replace_invalid=True) if input_ else [])]
         targets = read_lines(ref, replace_invalid=True) if ref else target
         translator = Translator.from_checkpoint(model, device)
-        report = write_inspection(translator, sentences, out, targets, beam, gradients, figures, str(model))
+        report = write_inspection(
+            translator, sentences, out, targets, beam, gradients, figures, str(model), png
+        )
         for note in report.notes:
             _err(f"note: {note}")
         typer.echo(f"inspected {report.traced} sentence(s): {report.index} ({len(report.files)} files)")

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from seq2seq.config import ModelConfig
-from seq2seq.inspect.trace import DIRECTIONS, gate_names, key, trace_ids
+from seq2seq.inspect.trace import DIRECTIONS, gate_names, key, trace_batch, trace_ids
 from seq2seq.model import Seq2Seq
 from seq2seq.model.cells import cell_weights, step
 from seq2seq.tokenizer import BOS
@@ -172,3 +172,36 @@ def test_gradients_per_source_position(cell: str) -> None:
     he = cfg.enc_hidden
     torch.testing.assert_close(grad_h["fwd"][-1], grad_states[0, -1, :he].norm(), atol=ATOL, rtol=0)
     torch.testing.assert_close(grad_h["bwd"][0], grad_states[0, 0, he:].norm(), atol=ATOL, rtol=0)
+
+
+BATCH_SOURCES = [[4, 6, 5, 8, 9], [7], [5, 5, 6]]
+BATCH_TARGETS = [[5, 7], [6, 4, 8, 5], [9]]
+
+
+@pytest.mark.parametrize("cfg", TRACE_MODES[::5], ids=mode_id)
+def test_a_sentence_traced_in_a_padded_batch_equals_it_traced_alone(cfg: ModelConfig) -> None:
+    """Sources and targets of different lengths in one batch: every array (gates, states, attention,
+    gradient norms), the log-probs, the encoder output and the decoder states of each sentence equal its
+    own trace, so padding reaches neither a backward direction nor attention nor another sentence's loss."""
+    model = double_model(cfg)
+    batch = trace_batch(model, BATCH_SOURCES, BATCH_TARGETS, gradients=True)
+    assert len(batch) == len(BATCH_SOURCES)
+    for src, tgt, raw in zip(BATCH_SOURCES, BATCH_TARGETS, batch, strict=True):
+        alone = trace_ids(model, src, tgt, gradients=True)
+        assert raw.arrays.keys() == alone.arrays.keys()
+        for name, value in alone.arrays.items():
+            torch.testing.assert_close(raw.arrays[name], value, atol=ATOL, rtol=0, msg=name)
+        torch.testing.assert_close(raw.log_probs, alone.log_probs, atol=ATOL, rtol=0)
+        for got, want in zip(raw.enc, alone.enc, strict=True):
+            if want is None:
+                assert got is None
+            else:
+                torch.testing.assert_close(got, want, atol=ATOL, rtol=0)
+        torch.testing.assert_close(raw.dec_hidden, alone.dec_hidden, atol=ATOL, rtol=0)
+        assert raw.arrays["attention"].shape == (len(tgt) + 1, len(src) + 1)
+
+
+def test_trace_batch_needs_one_target_per_source() -> None:
+    model = double_model(TRACE_MODES[0])
+    with pytest.raises(ValueError, match="2 sources for 1 targets"):
+        trace_batch(model, [[4], [5]], [[6]])

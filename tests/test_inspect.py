@@ -140,6 +140,43 @@ def test_page_pngs_and_arrays(translator: Translator, tmp_path: Path) -> None:
         assert "corpus.low.encoder.0.fwd.f" in arrays
 
 
+def test_sentences_keep_their_order_through_batched_tracing(translator: Translator, tmp_path: Path) -> None:
+    """Traced in length-sorted batches, each shown sentence's arrays are still its own: equal to tracing it
+    alone with `Translator.inspect`, in input order."""
+    sentences = ["40213", "7", "1999"]
+    write_inspection(translator, sentences, tmp_path, figures=3, png="none")
+    with np.load(tmp_path / "trace.npz", allow_pickle=False) as arrays:
+        for k, sentence in enumerate(sentences, 1):
+            alone = translator.inspect(sentence)
+            assert list(arrays[f"s{k}.src_tokens"]) == alone.src_tokens
+            assert list(arrays[f"s{k}.tgt_tokens"]) == alone.tgt_tokens
+            for name, value in alone.arrays.items():
+                np.testing.assert_allclose(arrays[f"s{k}.{name}"], value, atol=1e-5, err_msg=name)
+
+
+SUMMARY = {"s1-attention.png", "s1-encoder.0.fwd.png", "s1-gradients.png"}
+CORPUS = {"corpus-saturation.png", "corpus-forget.png", "corpus-units.png"}
+REST = {"s1-encoder.0.bwd.png", "s1-decoder.0.fwd.png", "s1-lines.png", "s1-change.png"}
+
+
+@pytest.mark.parametrize(
+    ("png", "expected"), [("none", set()), ("summary", SUMMARY | CORPUS), ("all", SUMMARY | CORPUS | REST)]
+)
+def test_png_choice_picks_the_figures(
+    translator: Translator, tmp_path: Path, png: str, expected: set[str]
+) -> None:
+    report = write_inspection(translator, SENTENCES[:2], tmp_path, gradients=True, figures=1, png=png)
+    assert {f for f in report.files if f.endswith(".png")} == expected
+    assert {p.name for p in tmp_path.glob("*.png")} == expected
+    page = (tmp_path / "index.html").read_text(encoding="utf-8")
+    assert '"forget_hist": [' in page and '"attention": [[' in page, "the page has every figure's data"
+
+
+def test_unknown_png_choice_is_a_clear_error(translator: Translator, tmp_path: Path) -> None:
+    with pytest.raises(Seq2SeqError, match="--png: 'some' is not one of summary, all, none"):
+        write_inspection(translator, SENTENCES, tmp_path, png="some")
+
+
 def test_target_count_must_match(translator: Translator, tmp_path: Path) -> None:
     with pytest.raises(Seq2SeqError, match="1 target line.*for 3 source line"):
         write_inspection(translator, SENTENCES, tmp_path, targets=["eins"])

@@ -96,7 +96,10 @@ def group_png(trace: Trace, group: str, path: Path) -> str:
         ax.set_title(LABELS[name], fontsize=9)
         ax.set_xlabel("units (sorted)", fontsize=8)
         ax.set_xticks([])
-        ax.set_yticks(range(len(tokens)), tokens if ax is axes[0] else [""] * len(tokens), fontsize=7)
+        if ax is axes[0]:  # tokens label the rows once: ticks on every panel cost more than the heatmaps
+            ax.set_yticks(range(len(tokens)), tokens, fontsize=7)
+        else:
+            ax.set_yticks([])
     fig.suptitle(group_title(group), fontsize=10)
     return _save(fig, path)
 
@@ -155,38 +158,49 @@ def change_png(trace: Trace, path: Path, k: int = 12) -> str:
 
 
 def gradients_png(trace: Trace, path: Path) -> str:
-    """‖∂loss/∂h_t‖ and ‖∂loss/∂C_t‖ per source position (log scale), one line per layer and direction."""
-    fig = _figure(7, 3.4, bottom=1.0)
+    """‖∂loss/∂h_t‖ (solid) and ‖∂loss/∂C_t‖ (dashed) per source position (log scale), one colour per layer
+    and direction, the legend beside the plot so that no line hides behind it."""
+    fig = _figure(9, 3.4, bottom=1.0, right=2.6)
     ax = fig.add_subplot()
-    for group in trace.groups:
-        if not group.startswith("encoder"):
-            continue
-        for state in ("h", "c"):
+    groups = [group for group in trace.groups if group.startswith("encoder")]
+    for k, group in enumerate(groups):
+        for state, style in (("h", "-"), ("c", "--")):
             name = f"{group}.grad_{state}"
             if name in trace.arrays:
-                ax.semilogy(np.maximum(trace[name], 1e-30), marker=".", label=f"{group_title(group)} {state}")
+                ax.semilogy(
+                    np.maximum(trace[name], 1e-30), style, color=f"C{k}", marker=".",
+                    label=f"{group_title(group)} {'C_t' if state == 'c' else 'h_t'}",
+                )  # fmt: skip
     ax.set_xticks(range(len(trace.src_tokens)), trace.src_tokens, rotation=90, fontsize=7)
     ax.set_ylabel("‖∂loss/∂state‖", fontsize=8)
     ax.set_title("how far back the error signal reaches", fontsize=9)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     return _save(fig, path)
 
 
-def sentence_pngs(trace: Trace, out: Path, prefix: str) -> list[tuple[str, str]]:
-    """Every figure of one sentence -> [(title, file name)]."""
+def sentence_pngs(trace: Trace, out: Path, prefix: str, which: str = "all") -> list[tuple[str, str]]:
+    """The figures of one sentence -> [(title, file name)]: `which` = 'all', 'summary' (attention, the first
+    encoder layer's gates and states, gradients) or 'none'."""
+    if which == "none":
+        return []
+    groups = trace.groups if which == "all" else trace.groups[:1]
     files = [("attention", attention_png(trace, out / f"{prefix}attention.png"))]
-    for group in trace.groups:
+    for group in groups:
         files.append((group_title(group), group_png(trace, group, out / f"{prefix}{group}.png")))
-    files.append(("mean gates and memory norm", lines_png(trace, out / f"{prefix}lines.png")))
-    files.append(("units that change most", change_png(trace, out / f"{prefix}change.png")))
+    if which == "all":
+        files.append(("mean gates and memory norm", lines_png(trace, out / f"{prefix}lines.png")))
+        files.append(("units that change most", change_png(trace, out / f"{prefix}change.png")))
     if any(name.endswith(".grad_h") for name in trace.arrays):
         files.append(("gradients", gradients_png(trace, out / f"{prefix}gradients.png")))
     return files
 
 
-def corpus_pngs(stats: CorpusStats, out: Path) -> list[tuple[str, str]]:
-    """Saturation scatter per gate, the forget-gate histogram, top correlated units."""
-    files = []
+def corpus_pngs(stats: CorpusStats, out: Path, which: str = "all") -> list[tuple[str, str]]:
+    """Saturation scatter per gate, the forget-gate histogram, top correlated units (all three for 'all' and
+    'summary', none for 'none')."""
+    files: list[tuple[str, str]] = []
+    if which == "none":
+        return files
     gates = sorted({name.rsplit(".", 1)[1] for name in stats.low}, key="fiorz".index)
     if gates:
         fig = _figure(0.4 + 3.2 * len(gates), 3.6, left=0.6, bottom=0.5, top=0.5)
@@ -217,12 +231,12 @@ def corpus_pngs(stats: CorpusStats, out: Path) -> list[tuple[str, str]]:
     fig.subplots_adjust(hspace=0.7, wspace=0.3)
     axes = fig.subplots(len(groups), 2, squeeze=False)
     for row, group in enumerate(groups):
-        for col, which in enumerate(("position", "end")):
-            top = stats.top_units(which, group, 8)
+        for col, feature in enumerate(("position", "end")):
+            top = stats.top_units(feature, group, 8)
             ax = axes[row, col]
             ax.barh([f"u{u}" for u, _ in top][::-1], [r for _, r in top][::-1], color="tab:green")
             ax.set_xlim(-1, 1)
             ax.tick_params(labelsize=7)
-            ax.set_title(f"{group_title(group)}: r with {which}", fontsize=8)
+            ax.set_title(f"{group_title(group)}: r with {feature}", fontsize=8)
     files.append(("units correlated with position and sentence end", _save(fig, out / "corpus-units.png")))
     return files

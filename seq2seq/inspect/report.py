@@ -1,12 +1,12 @@
 """`seq2seq inspect`: trace sentences, write DIR/index.html, PNG figures and DIR/trace.npz.
 
 The first `figures` sentences get their own figures and raw arrays; corpus statistics (saturation,
-forget-gate histogram, correlated units) cover every non-empty line when there is more than one.
+forget-gate histogram, correlated units) cover every non-empty line when there is more than one. Without
+given targets, the model's own translations are searched in batches, then traced forced on.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +17,7 @@ import numpy as np
 from seq2seq.errors import Seq2SeqError
 from seq2seq.inspect.figures import corpus_pngs, sentence_pngs
 from seq2seq.inspect.page import corpus_data, render_page, sentence_data
-from seq2seq.inspect.sentence import Trace, trace_sentence
+from seq2seq.inspect.sentence import Trace, trace_sentences
 from seq2seq.inspect.stats import CorpusAccumulator, CorpusStats
 
 if TYPE_CHECKING:
@@ -36,6 +36,12 @@ class InspectReport:
     """Every file written, relative to DIR."""
 
 
+PNG_CHOICES = ("summary", "all", "none")
+"""`png`: 'summary' (per shown sentence: attention, the first encoder layer's gates and states, gradients;
+and the corpus figures), 'all' (also every other layer and direction, mean gates, changing units) or 'none'.
+The page draws every figure from its inlined data whichever is chosen."""
+
+
 def write_inspection(
     translator: Translator,
     sentences: Sequence[str],
@@ -45,63 +51,81 @@ def write_inspection(
     gradients: bool = False,
     figures: int = 10,
     title: str = "seq2seq inspect",
+    png: str = "summary",
 ) -> InspectReport:
-    """Trace `sentences` (on `targets` if given, one per sentence) and write the page, PNGs and arrays."""
+    """Trace `sentences` (on `targets` if given, one per sentence) and write the page, PNGs and arrays.
+
+    Sentences are traced in padded batches; the first `figures` get their own figures and arrays (and,
+    with `gradients`, gradient norms), every one counts in the corpus statistics."""
     if targets is not None and len(targets) != len(sentences):
         raise Seq2SeqError(
             f"--target/--ref: {len(targets)} target line(s) for {len(sentences)} source line(s); "
             "give exactly one target per source line"
         )
+    if png not in PNG_CHOICES:
+        raise Seq2SeqError(f"--png: {png!r} is not one of {', '.join(PNG_CHOICES)}")
     if not sentences:
         raise Seq2SeqError("no input sentence: give TEXT arguments or --input FILE")
     out.mkdir(parents=True, exist_ok=True)
-    notes: list[str] = []
-    shown: list[tuple[Trace, list[tuple[str, str]]]] = []
-    corpus = CorpusAccumulator()
-    max_src = translator.cfg.decode.max_src_len
-    own = _own_translations(translator, sentences, beam) if targets is None and len(sentences) > 1 else None
-    opts = translator.options(beam)
+    notes: list[tuple[int, str]] = []
+    kept = []  # line numbers (from 1) of the sentences to trace
     for line, sentence in enumerate(sentences, 1):
-        if not sentence.strip():
-            notes.append(f"line {line}: empty sentence, skipped")
-            continue
-        target = None if targets is None else targets[line - 1]
-        trace = trace_sentence(
-            translator.single_model("inspect"), translator.tokenizer, sentence, target, opts, max_src,
-            gradients and len(shown) < figures, None if own is None else own[line - 1],
+        if sentence.strip():
+            kept.append(line)
+        else:
+            notes.append((line, f"line {line}: empty sentence, skipped"))
+    texts = [sentences[line - 1] for line in kept]
+    if targets is None:
+        tgt_ids = _own_translations(translator, texts, beam)
+    else:
+        tgt_ids = translator.tokenizer.encode_tgt([targets[line - 1].strip() for line in kept])
+    model = translator.single_model("inspect")
+    max_src = translator.cfg.decode.max_src_len
+    shown: dict[int, Trace] = {}
+    corpus = CorpusAccumulator()
+    n_shown = min(figures, len(kept))
+    for first, last, grads in ((0, n_shown, gradients), (n_shown, len(kept), False)):
+        traces = trace_sentences(
+            model, translator.tokenizer, texts[first:last], tgt_ids[first:last], max_src,
+            forced=targets is not None, gradients=grads,
         )  # fmt: skip
-        if own is not None:  # traced on its own (batch-searched) translation, not on a given target
-            trace = dataclasses.replace(trace, forced=False)
-        if trace.truncated:
-            notes.append(f"line {line}: longer than decode.max_src_len = {max_src} pieces, truncated")
-        corpus.add(trace)
-        if len(shown) < figures:
-            shown.append((trace, sentence_pngs(trace, out, f"s{len(shown) + 1}-")))
+        for k, trace in traces:
+            line = kept[first + k]
+            if trace.truncated:
+                note = f"line {line}: longer than decode.max_src_len = {max_src} pieces, truncated"
+                notes.append((line, note))
+            corpus.add(trace)
+            if first + k < n_shown:
+                shown[first + k] = trace
+    shown_pngs = [(shown[k], sentence_pngs(shown[k], out, f"s{k + 1}-", png)) for k in range(n_shown)]
+    notes_text = [text for _, text in sorted(notes)]
     if not corpus.sentences:
-        notes.append("no non-empty sentence to trace")
+        notes_text.append("no non-empty sentence to trace")
     stats = corpus.result() if corpus.sentences > 1 else None
-    corpus_files = corpus_pngs(stats, out) if stats is not None else []
+    corpus_files = corpus_pngs(stats, out, png) if stats is not None else []
     cell = corpus.cell
     if cell and cell != "lstm":
-        notes.append(f"this is a {cell.upper()} model: it has no memory cell C_t; its states are h_t")
+        notes_text.append(f"this is a {cell.upper()} model: it has no memory cell C_t; its states are h_t")
     data: dict[str, Any] = {
         "cell": cell,
-        "notes": notes,
-        "sentences": [sentence_data(trace, pngs) for trace, pngs in shown],
+        "notes": notes_text,
+        "sentences": [sentence_data(trace, pngs) for trace, pngs in shown_pngs],
         "corpus": None if stats is None else corpus_data(stats, corpus_files),
     }
     index = out / "index.html"
     index.write_text(render_page(title, data), encoding="utf-8")
-    np.savez_compressed(out / "trace.npz", allow_pickle=False, **_arrays(shown, stats))
+    np.savez_compressed(out / "trace.npz", allow_pickle=False, **_arrays(shown_pngs, stats))
     files = (
-        ["index.html", "trace.npz"] + [f for _, pngs in shown for _, f in pngs] + [f for _, f in corpus_files]
+        ["index.html", "trace.npz"]
+        + [f for _, pngs in shown_pngs for _, f in pngs]
+        + [f for _, f in corpus_files]
     )
-    return InspectReport(index, corpus.sentences, notes, files)
+    return InspectReport(index, corpus.sentences, notes_text, files)
 
 
 def _own_translations(translator: Translator, sentences: Sequence[str], beam: int | None) -> list[list[int]]:
     """The model's translations as target ids, searched in length-sorted batches (much faster than one
-    search per sentence); the trace then runs forced on them."""
+    search per sentence); the trace then runs forced on them (and says it is the model's own)."""
     pieces_to_id = translator.tokenizer.tgt.piece_to_id
     results = translator.translate_batch(list(sentences), translator.options(beam))
     return [[pieces_to_id(p) for p in r.candidates[0].tokens] if r.candidates else [] for r in results]

@@ -1,24 +1,29 @@
 """Re-run a trained encoder-decoder with the reference cells of `seq2seq.model.cells`, recording every gate.
 
-The encoder runs every layer and direction over the real source (no padding: one sentence at a time); the
-decoder runs its layers step by step with the model's own bridge, input feeding, attention and output layer,
-forced on a given target. What is recorded, per token, layer, direction and unit: the gates (f, i, g = C̃, o
-for the LSTM; r, z, n for the GRU; none for the tanh RNN), the memory cell C_t (LSTM) and h_t, and the
-attention weights. The traced states equal the fused torch modules' (tests/test_cells.py, in every model
-mode). With `gradients`, ‖∂loss/∂C_t‖ and ‖∂loss/∂h_t‖ per source position, the loss being the forced
-target's negative log-likelihood.
+The encoder runs every layer and direction over the real sources, the decoder its layers step by step with
+the model's own bridge, input feeding, attention and output layer, forced on given targets. Sentences are
+traced together in a padded batch (one matmul per step for all of them): a backward direction starts from
+a zero state at each sentence's own last token, and attention masks the padding, so a sentence traced in a
+batch equals the same sentence traced alone. What is recorded, per token, layer, direction and unit: the
+gates (f, i, g = C̃, o for the LSTM; r, z, n for the GRU; none for the tanh RNN), the memory cell C_t (LSTM)
+and h_t, and the attention weights. The traced states equal the fused torch modules' (tests/test_cells.py,
+in every model mode). With `gradients`, ‖∂loss/∂C_t‖ and ‖∂loss/∂h_t‖ per source position, the loss being
+the forced target's negative log-likelihood (each sentence's own: sentences do not interact).
 
-Notation: S source length (EOS included), T target steps (EOS included), H hidden size, V vocabulary.
+Notation: B sentences, S source length (EOS included), T target steps (EOS included), H hidden size,
+V vocabulary; in a batch, S and T are the longest and shorter sentences are padded.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
 from seq2seq.model import EncoderOutput, Seq2Seq
-from seq2seq.model.cells import GATES, STATES, cell_kind, cell_weights, step
+from seq2seq.model.cells import GATES, STATES, CellWeights, cell_kind, cell_weights, step
+from seq2seq.special import PAD
 from seq2seq.tokenizer import BOS, EOS
 
 DIRECTIONS = ("fwd", "bwd")
@@ -47,95 +52,150 @@ class RawTrace:
     """[T, L, H] decoder memory cell after every step (LSTM)."""
 
 
-class _Recorder:
-    """Collects per-step outputs of one layer and direction into [steps, H] tensors."""
-
-    def __init__(self) -> None:
-        self.steps: dict[str, list[torch.Tensor]] = {}
-
-    def add(self, out: dict[str, torch.Tensor]) -> None:
-        for name, value in out.items():
-            self.steps.setdefault(name, []).append(value)
-
-    def stacked(self, order: list[int] | None = None) -> dict[str, torch.Tensor]:
-        result = {}
-        for name, values in self.steps.items():
-            rows = values if order is None else [values[i] for i in order]
-            result[name] = torch.cat(rows, dim=0)  # [steps, H]
-        return result
+Live = list[tuple[str, torch.Tensor]]
+"""(array name, [B, H] state of one step), in the order the steps ran: what gradients are taken of."""
 
 
-def _zero_state(kind: str, like: torch.Tensor, hidden: int) -> dict[str, torch.Tensor]:
-    return {name: like.new_zeros(1, hidden) for name in STATES[kind]}
+def _padded(rows: Sequence[Sequence[int]], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token id lists -> ids [B, N] padded with PAD, lengths [B]."""
+    lengths = torch.tensor([len(row) for row in rows], device=device)
+    ids = torch.full((len(rows), int(lengths.max())), PAD, dtype=torch.long, device=device)
+    for b, row in enumerate(rows):
+        ids[b, : len(row)] = torch.tensor(row, dtype=torch.long)
+    return ids, lengths
+
+
+def _run_direction(
+    kind: str,
+    layer_input: torch.Tensor,
+    mask: torch.Tensor,
+    weights: CellWeights,
+    reverse: bool,
+    live: Live,
+    names: dict[str, str],
+) -> dict[str, torch.Tensor]:
+    """One layer and direction over layer_input [B, S, In] -> every gate and state [B, S, H], source order.
+
+    Reading right to left, the state stays zero over a sentence's padding (mask [B, S] False), so each
+    sentence starts from zero at its own last token; reading left to right, padding comes after the end
+    and is never read back. Every step's states go to `live` under `names` (state -> array name)."""
+    batch, length = mask.shape
+    hidden = weights.w_hh.size(1)
+    zero = layer_input.new_zeros(batch, hidden)
+    state = {name: zero for name in STATES[kind]}
+    steps: list[dict[str, torch.Tensor]] = [{}] * length
+    for t in range(length - 1, -1, -1) if reverse else range(length):
+        out = step(kind, layer_input[:, t], state, weights)
+        if reverse:
+            real = mask[:, t : t + 1]
+            state = {name: torch.where(real, out[name], zero) for name in STATES[kind]}
+        else:
+            state = {name: out[name] for name in STATES[kind]}
+        for name in STATES[kind]:
+            live.append((names[name], out[name]))
+        steps[t] = out
+    return {name: torch.stack([out[name] for out in steps], dim=1) for name in steps[0]}
 
 
 def _run_encoder(
-    model: Seq2Seq, src: torch.Tensor, arrays: dict[str, torch.Tensor], live: list[tuple[str, torch.Tensor]]
+    model: Seq2Seq, src: torch.Tensor, lengths: torch.Tensor, arrays: dict[str, torch.Tensor], live: Live
 ) -> EncoderOutput:
-    """src [S] ids (EOS included) -> EncoderOutput for a batch of one, recording into `arrays`."""
+    """src [B, S] ids (EOS included, PAD after), lengths [B] -> EncoderOutput, recording [B, S, H] arrays."""
     encoder = model.encoder
     rnn = encoder.rnn
     kind = cell_kind(rnn)
-    hidden = rnn.hidden_size
-    length = src.size(0)
-    layer_input = encoder.embed(src)  # [S, E]
+    batch, length = src.shape
+    mask = torch.arange(length, device=src.device).unsqueeze(0) < lengths.unsqueeze(1)  # [B, S]
+    rows = torch.arange(batch, device=src.device)
+    layer_input = encoder.embed(src)  # [B, S, E]
     finals: dict[str, list[torch.Tensor]] = {name: [] for name in STATES[kind]}
     for layer in range(encoder.layers):
         outputs = []
         per_state: dict[str, list[torch.Tensor]] = {name: [] for name in STATES[kind]}
         for d in range(encoder.directions):
+            names = {name: key("encoder", layer, DIRECTIONS[d], name) for name in STATES[kind]}
             weights = cell_weights(rnn, layer, reverse=d == 1)
-            positions = list(range(length))[:: -1 if d == 1 else 1]
-            state = _zero_state(kind, layer_input, hidden)
-            rec = _Recorder()
-            for t in positions:
-                out = step(kind, layer_input[t : t + 1], state, weights)
-                state = {name: out[name] for name in STATES[kind]}
-                for name in STATES[kind]:
-                    live.append((key("encoder", layer, DIRECTIONS[d], name), out[name]))
-                rec.add(out)
-            order = list(range(length))[::-1] if d == 1 else None  # back into source order
-            recorded = rec.stacked(order)
+            recorded = _run_direction(kind, layer_input, mask, weights, d == 1, live, names)
             for name, value in recorded.items():
                 arrays[key("encoder", layer, DIRECTIONS[d], name)] = value
             outputs.append(recorded["h"])
+            # the last position this direction reads: the sentence's end (fwd) or its start (bwd)
+            last = lengths - 1 if d == 0 else torch.zeros_like(lengths)
             for name in STATES[kind]:
-                per_state[name].append(state[name])  # [1, H]: last position read by this direction
-        layer_input = torch.cat(outputs, dim=-1)  # [S, D * H]
+                per_state[name].append(recorded[name][rows, last])  # [B, H]
+        layer_input = torch.cat(outputs, dim=-1) * mask.unsqueeze(-1)  # [B, S, D * H], zero at padding
         for name in STATES[kind]:
-            finals[name].append(torch.cat(per_state[name], dim=-1))  # [1, D * H]
-    states = layer_input.unsqueeze(0)  # [1, S, He]
-    mask = torch.ones(1, length, dtype=torch.bool, device=src.device)
-    cell = torch.stack(finals["c"]) if "c" in finals else None  # [L, 1, He]
-    keys = model.decoder.attention.project_keys(states)
-    return EncoderOutput(states, mask, keys, torch.stack(finals["h"]), cell)
+            finals[name].append(torch.cat(per_state[name], dim=-1))  # [B, D * H]
+    cell = torch.stack(finals["c"]) if "c" in finals else None  # [L, B, He]
+    keys = model.decoder.attention.project_keys(layer_input)
+    return EncoderOutput(layer_input, mask, keys, torch.stack(finals["h"]), cell)
 
 
-def trace_ids(model: Seq2Seq, src_ids: list[int], tgt_ids: list[int], gradients: bool = False) -> RawTrace:
-    """Trace the model (in eval mode) on source ids and forced target ids, both without BOS/EOS."""
+def trace_batch(
+    model: Seq2Seq,
+    src_ids: Sequence[Sequence[int]],
+    tgt_ids: Sequence[Sequence[int]],
+    gradients: bool = False,
+) -> list[RawTrace]:
+    """Trace the model (in eval mode) on source ids and forced target ids of B sentences, both without
+    BOS/EOS, in one padded batch -> one RawTrace per sentence, in order."""
     if model.training:
         raise ValueError("trace a model in eval mode (dropout would make the trace random)")
+    if len(src_ids) != len(tgt_ids) or not src_ids:
+        raise ValueError(f"{len(src_ids)} sources for {len(tgt_ids)} targets: give one target per source")
     kind = cell_kind(model.encoder.rnn)
     device = model.output.weight.device
-    src = torch.tensor([*src_ids, EOS], device=device)
-    tgt_in = [BOS, *tgt_ids]
-    tgt_out = torch.tensor([*tgt_ids, EOS], device=device)
+    src, src_lengths = _padded([[*ids, EOS] for ids in src_ids], device)
+    tgt_in, tgt_lengths = _padded([[BOS, *ids] for ids in tgt_ids], device)
+    tgt_out, _ = _padded([[*ids, EOS] for ids in tgt_ids], device)
     arrays: dict[str, torch.Tensor] = {}
-    live: list[tuple[str, torch.Tensor]] = []
+    live: Live = []
     with torch.set_grad_enabled(gradients):
-        enc = _run_encoder(model, src, arrays, live)
+        enc = _run_encoder(model, src, src_lengths, arrays, live)
         log_probs, dec_hidden, dec_cell, attention = _run_decoder(model, kind, enc, tgt_in, arrays)
         arrays["attention"] = attention
         if gradients:
-            _encoder_gradients(log_probs, tgt_out, live, arrays)
-    detached = {name: value.detach() for name, value in arrays.items()}
-    return RawTrace(kind, detached, log_probs.detach(), enc, dec_hidden, dec_cell)
+            tgt_mask = torch.arange(tgt_in.size(1), device=device).unsqueeze(0) < tgt_lengths.unsqueeze(1)
+            _encoder_gradients(log_probs, tgt_out, tgt_mask, live, arrays)
+    traces = []
+    for b, (n, t) in enumerate(zip(src_lengths.tolist(), tgt_lengths.tolist(), strict=True)):
+        one = {}
+        for name, value in arrays.items():
+            if name == "attention":
+                one[name] = value[b, :t, :n].detach()
+            else:
+                one[name] = value[b, : t if name.startswith("decoder") else n].detach()
+        one_enc = EncoderOutput(
+            enc.states[b : b + 1, :n].detach(),
+            enc.mask[b : b + 1, :n],
+            enc.keys[b : b + 1, :n].detach(),
+            enc.hidden[:, b : b + 1].detach(),
+            None if enc.cell is None else enc.cell[:, b : b + 1].detach(),
+        )
+        traces.append(
+            RawTrace(
+                kind,
+                one,
+                log_probs[b, :t].detach(),
+                one_enc,
+                dec_hidden[:t, :, b],
+                None if dec_cell is None else dec_cell[:t, :, b],
+            )
+        )
+    return traces
+
+
+def trace_ids(model: Seq2Seq, src_ids: list[int], tgt_ids: list[int], gradients: bool = False) -> RawTrace:
+    """Trace the model (in eval mode) on one sentence's source ids and forced target ids, both without
+    BOS/EOS."""
+    return trace_batch(model, [src_ids], [tgt_ids], gradients)[0]
 
 
 def _run_decoder(
-    model: Seq2Seq, kind: str, enc: EncoderOutput, tgt_in: list[int], arrays: dict[str, torch.Tensor]
+    model: Seq2Seq, kind: str, enc: EncoderOutput, tgt_in: torch.Tensor, arrays: dict[str, torch.Tensor]
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
-    """Forced decoding -> log-probs [T, V], hidden [T, L, H], cell [T, L, H] or None, attention [T, S]."""
+    """Forced decoding of tgt_in [B, T] (BOS first) -> log-probs [B, T, V], hidden [T, L, B, H], cell
+    [T, L, B, H] or None, attention [B, T, S]; records [B, T, H] arrays."""
     decoder = model.decoder
     layers = decoder.rnn.num_layers
     weights = [cell_weights(decoder.rnn, layer) for layer in range(layers)]
@@ -144,56 +204,60 @@ def _run_decoder(
         {"h": init.hidden[layer]} | ({} if init.cell is None else {"c": init.cell[layer]})
         for layer in range(layers)
     ]
-    feed = init.feed  # [1, H]
-    recs = [_Recorder() for _ in range(layers)]
+    feed = init.feed  # [B, H]
+    steps: list[list[dict[str, torch.Tensor]]] = [[] for _ in range(layers)]
     log_probs, hiddens, cells, attention = [], [], [], []
-    prev = torch.tensor(tgt_in, device=enc.states.device)
-    for t in range(prev.size(0)):
-        x = decoder.embed(prev[t : t + 1])  # [1, E]
+    for t in range(tgt_in.size(1)):
+        x = decoder.embed(tgt_in[:, t])  # [B, E]
         if decoder.input_feeding:
             x = torch.cat([x, feed.to(x.dtype)], dim=-1)
         for layer in range(layers):
             out = step(kind, x, states[layer], weights[layer])
             states[layer] = {name: out[name] for name in STATES[kind]}
-            recs[layer].add(out)
+            steps[layer].append(out)
             x = out["h"]
-        att, w = decoder._attend(x.unsqueeze(1), enc)  # [1, 1, H], [1, 1, S]
+        att, w = decoder._attend(x.unsqueeze(1), enc)  # [B, 1, H], [B, 1, S]
         feed = att.squeeze(1)
         log_probs.append(torch.log_softmax(model.output(feed), dim=-1))
-        hiddens.append(torch.cat([s["h"] for s in states]))  # [L, H]
+        hiddens.append(torch.stack([s["h"] for s in states]).detach())  # [L, B, H]
         if "c" in STATES[kind]:
-            cells.append(torch.cat([s["c"] for s in states]))
-        attention.append(w[0])
-    for layer, rec in enumerate(recs):
-        for name, value in rec.stacked().items():
-            arrays[key("decoder", layer, "fwd", name)] = value
+            cells.append(torch.stack([s["c"] for s in states]).detach())
+        attention.append(w)
+    for layer, outs in enumerate(steps):
+        for name in outs[0]:
+            arrays[key("decoder", layer, "fwd", name)] = torch.stack([out[name] for out in outs], dim=1)
     return (
-        torch.cat(log_probs),
-        torch.stack(hiddens).detach(),
-        torch.stack(cells).detach() if cells else None,
-        torch.cat(attention),
+        torch.stack(log_probs, dim=1),
+        torch.stack(hiddens),
+        torch.stack(cells) if cells else None,
+        torch.cat(attention, dim=1),
     )
 
 
 def _encoder_gradients(
     log_probs: torch.Tensor,
     tgt_out: torch.Tensor,
-    live: list[tuple[str, torch.Tensor]],
+    tgt_mask: torch.Tensor,
+    live: Live,
     arrays: dict[str, torch.Tensor],
 ) -> None:
-    """‖∂loss/∂h_t‖ (and C_t) per source position for every encoder layer and direction."""
-    loss = -log_probs.gather(1, tgt_out.unsqueeze(1)).sum()
-    tensors = [value for _, value in live]
-    grads = torch.autograd.grad(loss, tensors, allow_unused=True)
+    """‖∂loss/∂h_t‖ (and C_t) per sentence and source position for every encoder layer and direction.
+
+    log_probs [B, T, V], tgt_out [B, T], tgt_mask [B, T]. The batch loss is the sum of the sentences'
+    losses, and a sentence's states reach no other sentence's loss, so each row of a gradient is that
+    sentence's own."""
+    nll = -log_probs.gather(2, tgt_out.unsqueeze(2)).squeeze(2)  # [B, T]
+    loss = nll.masked_fill(~tgt_mask, 0.0).sum()
+    grads = torch.autograd.grad(loss, [value for _, value in live], allow_unused=True)
     by_name: dict[str, list[torch.Tensor]] = {}
     for (name, value), grad in zip(live, grads, strict=True):
-        norm = value.new_zeros(()) if grad is None else grad.norm()
+        norm = value.new_zeros(value.size(0)) if grad is None else grad.norm(dim=-1)  # [B]
         by_name.setdefault(name, []).append(norm)
     for name, norms in by_name.items():
         side, layer, direction, state = name.split(".")
-        values = torch.stack(norms)
+        values = torch.stack(norms, dim=1)  # [B, S] in the order the steps ran
         if direction == "bwd":  # recorded from the last position back
-            values = values.flip(0)
+            values = values.flip(1)
         arrays[key(side, int(layer), direction, f"grad_{state}")] = values
 
 
