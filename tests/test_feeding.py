@@ -41,6 +41,16 @@ RNN_MODES = [
     )
 ]
 MODES = ALL_MODES + EMBEDDING_MODES + RNN_MODES
+
+
+def fused(cfg: ModelConfig) -> bool:
+    """The modes `LstmFeedingAttention` claims; the others step `Decoder._step` on both sides."""
+    return cfg.input_feeding and cfg.cell == "lstm" and cfg.dec_layers == 1 and cfg.attention != "bahdanau"
+
+
+STEPPED = [cfg for cfg in MODES if not fused(cfg)]
+DEFAULT_MODES = [cfg for cfg in MODES if fused(cfg)] + STEPPED[::8]
+"""Every fused mode and a sample of the stepped ones; the whole table runs with the slow tests."""
 TGT_LEN = 5
 
 
@@ -74,17 +84,18 @@ def logits_and_grads(model: Seq2Seq, fused: bool, seed: int) -> tuple[torch.Tens
     return logits.detach(), weights.detach(), grads
 
 
-@pytest.mark.parametrize("cfg", MODES, ids=mode_id)
+@pytest.mark.parametrize(
+    "cfg",
+    [c if c in DEFAULT_MODES else pytest.param(c, marks=pytest.mark.slow) for c in MODES],
+    ids=mode_id,
+)
 def test_forward_and_gradients_equal_stepping(cfg: ModelConfig, monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
     apply = LstmFeedingAttention.apply
     monkeypatch.setattr(LstmFeedingAttention, "apply", lambda *a: calls.append(1) or apply(*a))
     model = tiny_model(cfg).double().train()
     logits, weights, grads = logits_and_grads(model, fused=True, seed=4)
-    expect_fused = (
-        cfg.input_feeding and cfg.cell == "lstm" and cfg.dec_layers == 1 and cfg.attention != "bahdanau"
-    )
-    assert len(calls) == expect_fused
+    assert len(calls) == fused(cfg)
     ref_logits, ref_weights, ref_grads = logits_and_grads(model, fused=False, seed=4)
     torch.testing.assert_close(logits, ref_logits, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(weights, ref_weights, rtol=1e-10, atol=1e-12)
