@@ -132,11 +132,10 @@ class Decoder(nn.Module):
 
         The embedding part of the LSTM's input projection, with both biases, is one matmul over all
         T x B positions (time-major [T, B, 4H] for the recurrence)."""
-        rnn = self.rnn
-        w_ih = rnn.weight_ih_l0  # [4H, E + H]: embedding columns, then feed columns
+        w_ih, w_hh, b_ih, b_hh = self.rnn.all_weights[0]  # w_ih [4H, E + H]: embedding, then feed columns
         emb_size = emb.size(-1)
-        pre = nn.functional.linear(emb.transpose(0, 1), w_ih[:, :emb_size], rnn.bias_ih_l0 + rnn.bias_hh_l0)
-        w_rec = torch.cat([w_ih[:, emb_size:], rnn.weight_hh_l0], dim=1)  # [4H, 2H]
+        pre = nn.functional.linear(emb.transpose(0, 1), w_ih[:, :emb_size], b_ih + b_hh)
+        w_rec = torch.cat([w_ih[:, emb_size:], w_hh], dim=1)  # [4H, 2H]
         assert state.cell is not None
         att, weights = LstmFeedingAttention.apply(
             pre.contiguous(),
