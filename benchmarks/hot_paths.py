@@ -5,8 +5,10 @@
 
 `train` runs the `seq2seq bench` reference model (8.1M parameters) on generated Multi30k-shaped data,
 ~59 sentences a batch, and prints target tokens/s for each round of `--updates` updates after one
-warm-up round, with the median and best. `decode` translates SRC with the checkpoint and prints the
-fastest of `--repeats` runs for each beam. Both apply the allocator setting the CLI applies.
+warm-up round, with the median and best, and (fp32) the median's fraction of the fp32 matmul peak
+measured just before (FLOPs counted as `seq2seq bench` counts them). `decode` translates SRC with
+the checkpoint and prints the fastest of `--repeats` runs for each beam. Both apply the allocator
+setting the CLI applies.
 
 For a fair before/after, run the old and new code alternately (e.g. with `git stash`) several times and
 compare medians: absolute figures on shared machines drift by 5-10% within an hour.
@@ -22,7 +24,13 @@ from pathlib import Path
 import torch
 
 from seq2seq import Translator
-from seq2seq.bench import REFERENCE_VOCAB, generated_corpus, reference_config
+from seq2seq.bench import (
+    REFERENCE_VOCAB,
+    generated_corpus,
+    matmul_peak_gflops,
+    reference_config,
+    train_flops_per_token,
+)
 from seq2seq.model import build_model
 from seq2seq.runtime import tune_allocator
 from seq2seq.textio import read_lines
@@ -37,6 +45,10 @@ def bench_train(bf16: bool, rounds: int, updates: int) -> None:
     optimizer = make_optimizer(cfg, model)
     batches = corpus.batches(1100, 0, 0)[:updates]
     device = torch.device("cpu")
+    src_tokens = sum(int(corpus.src.lengths[idx].sum()) + len(idx) for idx in batches)
+    tgt_tokens = sum(int(corpus.tgt.lengths[idx].sum()) + len(idx) for idx in batches)
+    sentences = sum(len(idx) for idx in batches)
+    flops = train_flops_per_token(cfg.model, REFERENCE_VOCAB, src_tokens / tgt_tokens, src_tokens / sentences)
 
     def one_round() -> float:
         tokens, start = 0, time.perf_counter()
@@ -46,10 +58,18 @@ def bench_train(bf16: bool, rounds: int, updates: int) -> None:
             tokens += n
         return tokens / (time.perf_counter() - start)
 
+    peak = 0.0 if bf16 else matmul_peak_gflops()
     one_round()  # warm-up
     speeds = [one_round() for _ in range(rounds)]
     print(f"train {'bf16' if bf16 else 'fp32'}: target tokens/s per round {[round(s) for s in speeds]}")
-    print(f"median {statistics.median(speeds):,.0f}  best {max(speeds):,.0f}")
+    median = statistics.median(speeds)
+    print(f"median {median:,.0f}  best {max(speeds):,.0f}")
+    if peak:
+        achieved = flops * median / 1e9
+        print(
+            f"median {achieved:.1f} GFLOP/s = {achieved / peak:.1%} of the {peak:.1f} GFLOP/s fp32 matmul "
+            "peak"
+        )
 
 
 def bench_decode(

@@ -1,9 +1,11 @@
 """Attentional recurrent decoder (Luong-style output: tanh(W [context; h]) -> output layer).
 
 With input feeding, the previous step's attentional vector is concatenated to the input embedding, so
-the teacher-forced pass has to step through the target. Without it, the whole target runs through one
-fused `nn.LSTM` call and attention is one batched matmul over all positions. Either way the output layer
-and the loss are applied once to all positions by the caller.
+the teacher-forced pass has to step through the target: for one LSTM layer with dot or general attention
+(the recipes' decoder) it runs as one autograd Function with a hand-written backward
+(`seq2seq.model.feeding`), other modes step `_step` under autograd. Without input feeding, the whole
+target runs through one fused `nn.LSTM` call and attention is one batched matmul over all positions.
+Either way the output layer and the loss are applied once to all positions by the caller.
 
 Notation: B batch, T target length, S source length, E embedding, H decoder hidden, L layers, V vocab.
 """
@@ -18,6 +20,7 @@ from torch import nn
 from seq2seq.model.attention import Attention
 from seq2seq.model.dropout import Dropout
 from seq2seq.model.encoder import EncoderOutput, make_rnn
+from seq2seq.model.feeding import LstmFeedingAttention
 
 
 class DecoderState(NamedTuple):
@@ -102,9 +105,47 @@ class Decoder(nn.Module):
         if not self.input_feeding:
             out, _ = self.rnn(emb, self._rnn_state(state))  # one fused call over all T
             return self._attend(out, enc)
+        if self._fusable(emb):
+            return self._forward_fused(emb, state, enc)
         atts, weights = [], []
         for t in range(tgt_in.size(1)):
             att, state, w = self._step(emb[:, t], state, enc)
             atts.append(att)
             weights.append(w)
         return torch.stack(atts, dim=1), torch.stack(weights, dim=1)
+
+    def _fusable(self, emb: torch.Tensor) -> bool:
+        """`LstmFeedingAttention` covers one LSTM layer with dot or general attention, in fp32 or fp64
+        outside autocast (under bf16 autocast the decoder steps as before)."""
+        return (
+            isinstance(self.rnn, nn.LSTM)
+            and self.rnn.num_layers == 1
+            and self.attention.kind in ("dot", "general")
+            and emb.dtype in (torch.float32, torch.float64)
+            and not torch.is_autocast_enabled(emb.device.type)
+        )
+
+    def _forward_fused(
+        self, emb: torch.Tensor, state: DecoderState, enc: EncoderOutput
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """emb [B, T, E] -> attentional vectors [B, T, H], weights [B, T, S] (without gradient).
+
+        The embedding part of the LSTM's input projection, with both biases, is one matmul over all
+        T x B positions (time-major [T, B, 4H] for the recurrence)."""
+        w_ih, w_hh, b_ih, b_hh = self.rnn.all_weights[0]  # w_ih [4H, E + H]: embedding, then feed columns
+        emb_size = emb.size(-1)
+        pre = nn.functional.linear(emb.transpose(0, 1), w_ih[:, :emb_size], b_ih + b_hh)
+        w_rec = torch.cat([w_ih[:, emb_size:], w_hh], dim=1)  # [4H, 2H]
+        assert state.cell is not None
+        att, weights = LstmFeedingAttention.apply(
+            pre.contiguous(),
+            state.hidden[0],
+            state.cell[0],
+            state.feed.to(emb.dtype),
+            w_rec,
+            enc.keys,
+            enc.states,
+            enc.mask,
+            self.combine.weight,
+        )
+        return att, weights
