@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datasets
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from seq2seq.data.batching import FlatSequences, ParallelCorpus, token_batches
@@ -25,6 +26,23 @@ def test_from_arrow_equals_from_lists() -> None:
     ds = datasets.Dataset.from_dict({"ids": ROWS})
     flat = FlatSequences.from_arrow(ds.data.table.column("ids"))
     assert flat.pad(np.arange(4)).tolist() == FlatSequences.from_lists(ROWS).pad(np.arange(4)).tolist()
+
+
+def test_from_arrow_reads_every_chunk_in_place() -> None:
+    """A chunked column (a memory-mapped dataset is one chunk per record batch), one chunk sliced: rows
+    from several chunks pad as from lists, and the ids are the Arrow buffers themselves, not copies."""
+    rows = [list(range(1, 1 + i % 5)) for i in range(30)]
+    ids = pa.list_(pa.int32())
+    column = pa.chunked_array([pa.array(rows[:10], ids), pa.array(rows[7:], ids).slice(3), pa.array([], ids)])
+    flat = FlatSequences.from_arrow(column)
+    assert len(flat) == 30 and flat.lengths.dtype == np.int32
+    everything = np.array([0, 29, 9, 10, 4, 15, 3])
+    expected = FlatSequences.from_lists(rows).pad(everything, prefix=BOS, suffix=EOS)
+    assert flat.pad(everything, prefix=BOS, suffix=EOS).tolist() == expected.tolist()
+    for part, chunk in zip(flat.parts, column.chunks, strict=False):
+        values = chunk.values
+        address = values.buffers()[1].address + values.offset * values.type.byte_width
+        assert part.__array_interface__["data"][0] == address  # a view, not a copy
 
 
 def test_batch_layout() -> None:

@@ -1,9 +1,9 @@
 """Token-budget batches with length bucketing, built from flat id arrays.
 
-The encoded corpus is held as one flat int array per side plus offsets (taken zero-copy-ish from the
-Arrow list columns), so making a padded batch is a handful of vectorised numpy operations, not a Python
-loop over tokens. Batches are a pure function of (lengths, budget, seed, epoch): training can resume at
-batch k of epoch e and see exactly the batches it would have seen.
+The encoded corpus is held as flat int arrays per side plus row starts and lengths (viewed in place in
+the memory-mapped Arrow list columns), so making a padded batch is a handful of vectorised numpy
+operations, not a Python loop over tokens. Batches are a pure function of (lengths, budget, seed,
+epoch): training can resume at batch k of epoch e and see exactly the batches it would have seen.
 """
 
 from __future__ import annotations
@@ -43,20 +43,40 @@ class Batch:
 
 
 class FlatSequences:
-    """Variable-length int sequences as one flat array plus offsets; row i is values[off[i]:off[i+1]]."""
+    """Variable-length int sequences: row i is `lengths[i]` ids from `starts[i]` of one flat id array.
+
+    The ids are one array (`from_lists`, a corpus built in memory) or, from a memory-mapped Arrow column
+    (`from_arrow`), one array per chunk viewed in place: nothing is copied, so the ids of a corpus of
+    any size stay in the file and are paged in as batches read them. Per row, only `starts` and
+    `lengths` (numpy, 4 bytes each for Arrow columns) are held in memory; no Python object per row.
+    """
 
     def __init__(self, values: np.ndarray, lengths: np.ndarray) -> None:
-        self.values = values.astype(np.int64, copy=False)
-        self.lengths = lengths.astype(np.int64, copy=False)
-        self.offsets = np.concatenate([[0], np.cumsum(self.lengths)]).astype(np.int64)
+        lengths = lengths.astype(np.int32, copy=False)
+        starts = np.concatenate([[0], np.cumsum(lengths[:-1], dtype=np.int64)]) if len(lengths) else lengths
+        self._set([values], [starts], [lengths])
+
+    def _set(self, parts: list[np.ndarray], starts: list[np.ndarray], lengths: list[np.ndarray]) -> None:
+        self.parts = parts
+        """The flat id arrays; rows [part_ends[k - 1], part_ends[k]) read from parts[k]."""
+        self.part_ends = np.cumsum([len(n) for n in lengths], dtype=np.int64)
+        self.starts = np.concatenate(starts) if len(starts) > 1 else starts[0]
+        self.lengths = np.concatenate(lengths) if len(lengths) > 1 else lengths[0]
 
     @classmethod
     def from_arrow(cls, column: pa.ChunkedArray | pa.Array) -> FlatSequences:
-        array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-        return cls(
-            array.flatten().to_numpy(zero_copy_only=False),
-            array.value_lengths().to_numpy(zero_copy_only=False),
-        )
+        """A list<int> column, each chunk's ids viewed in place (a memory-mapped dataset stays mapped)."""
+        chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+        chunks = [c for c in chunks if len(c)] or [pa.array([], pa.list_(pa.int32()))]
+        parts, starts, lengths = [], [], []
+        for chunk in chunks:
+            offsets = chunk.offsets.to_numpy()  # [rows + 1], into chunk.values (the chunk's slice applied)
+            parts.append(chunk.values.to_numpy(zero_copy_only=False))
+            starts.append(offsets[:-1])
+            lengths.append(np.diff(offsets).astype(np.int32, copy=False))
+        flat = cls.__new__(cls)
+        flat._set(parts, starts, lengths)
+        return flat
 
     @classmethod
     def from_lists(cls, rows: list[list[int]]) -> FlatSequences:
@@ -68,15 +88,23 @@ class FlatSequences:
         return len(self.lengths)
 
     def pad(self, indices: np.ndarray, prefix: int | None = None, suffix: int | None = None) -> np.ndarray:
-        """Rows `indices` padded with PAD into [B, max_len (+1 per added token)]; vectorised."""
-        lengths = self.lengths[indices]
+        """Rows `indices` padded with PAD into int64 [B, max_len (+1 per added token)]; vectorised (one
+        gather per chunk the rows come from)."""
+        lengths = self.lengths[indices].astype(np.int64)
         extra = (prefix is not None) + (suffix is not None)
         width = int(lengths.max(initial=0)) + extra
         start = 1 if prefix is not None else 0
         cols = np.arange(width)[None, :] - start
         inside = (cols >= 0) & (cols < lengths[:, None])
-        positions = np.where(inside, self.offsets[indices][:, None] + cols, 0)
-        out = np.where(inside, self.values[positions] if len(self.values) else 0, PAD)
+        positions = self.starts[indices].astype(np.int64)[:, None] + cols
+        out = np.full(inside.shape, PAD, dtype=np.int64)
+        if len(self.parts) == 1:
+            out[inside] = self.parts[0][positions[inside]]
+        else:
+            part_of_row = np.searchsorted(self.part_ends, indices, side="right")
+            for part in np.unique(part_of_row):
+                chosen = inside & (part_of_row == part)[:, None]
+                out[chosen] = self.parts[part][positions[chosen]]
         if prefix is not None:
             out[:, 0] = prefix
         if suffix is not None:
@@ -108,7 +136,7 @@ class ParallelCorpus:
         tgt_out = self.tgt.pad(indices, suffix=EOS)
         return Batch(
             torch.from_numpy(src),
-            torch.from_numpy(self.src.lengths[indices] + 1),
+            torch.from_numpy(self.src.lengths[indices].astype(np.int64) + 1),
             torch.from_numpy(tgt_in),
             torch.from_numpy(tgt_out),
             indices,
