@@ -432,3 +432,32 @@ def test_inspect_quantized_model_is_422(checkpoint: Path) -> None:
     with TestClient(create_app({"q": quantized}, ServeOptions(max_wait_ms=1.0))) as c:
         res = c.post("/v1/inspect", json={"text": "12"})
         assert res.status_code == 422 and "cannot trace this model" in res.json()["error"]["message"]
+
+
+def test_answered_requests_rejoin_the_waiting_ones(translator: Translator) -> None:
+    """Closed-loop clients in two groups (the second arrives while the first is decoded): after a search
+    the worker waits for the requests it answered, so both groups share the following batches instead of
+    alternating (8 batches of 4)."""
+    import asyncio
+
+    from seq2seq.serve.batcher import Batcher
+    from seq2seq.serve.metrics import Metrics
+
+    async def run() -> Metrics:
+        metrics = Metrics()
+        batcher = Batcher("t", translator, ServeOptions(max_wait_ms=1.0), metrics)
+        batcher.start()
+        opts = translator.options()
+
+        async def client(line: str, delay: float) -> None:
+            await asyncio.sleep(delay)
+            for _ in range(4):
+                await batcher.submit([line], opts)
+
+        await asyncio.gather(*(client(str(i), 0.0 if i < 4 else 0.002) for i in range(8)))
+        await batcher.stop()
+        return metrics
+
+    metrics = asyncio.run(run())
+    assert metrics.batch_requests.totals["t"] <= 5  # 4, then 8, 8, 8, then 4
+    assert metrics.sentences["t"] == 32
