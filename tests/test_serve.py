@@ -19,6 +19,7 @@ from starlette.testclient import TestClient
 from seq2seq.errors import Seq2SeqError
 from seq2seq.serve import ServeOptions, create_app, parse_model_specs
 from seq2seq.serve.errors import HTTPError
+from seq2seq.serve.languages import language_list
 from seq2seq.serve.payload import text_lines
 from seq2seq.translate import Translator
 
@@ -132,6 +133,43 @@ def test_metrics_count_requests_batches_and_tokens(client: TestClient) -> None:
     assert 'seq2seq_queue_depth{model="tiny"} 0' in text and "seq2seq_ready 1" in text
 
 
+def test_languages_in_libretranslate_shape(client: TestClient) -> None:
+    # both served models are the tiny src -> tgt model: each language once, a target-only one with no targets
+    assert client.get("/languages").json() == [
+        {"code": "src", "name": "src", "targets": ["tgt"]},
+        {"code": "tgt", "name": "tgt", "targets": []},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("pairs", "expected"),
+    [
+        ([], []),
+        ([("en", "de")], [("en", "English", ["de"]), ("de", "German", [])]),
+        (
+            [("en", "de"), ("en", "fr"), ("de", "en"), ("en", "de")],
+            [("en", "English", ["de", "fr"]), ("de", "German", ["en"]), ("fr", "French", [])],
+        ),
+        ([("xx", "en")], [("xx", "xx", ["en"]), ("en", "English", [])]),
+    ],
+)
+def test_language_list(pairs: list[tuple[str, str]], expected: list[tuple[str, str, list[str]]]) -> None:
+    assert language_list(pairs) == [{"code": c, "name": n, "targets": t} for c, n, t in expected]
+
+
+def test_metrics_count_inspect_requests(client: TestClient) -> None:
+    assert client.post("/v1/inspect", json={"text": "12"}).status_code == 200
+    assert client.post("/v1/inspect", json={"text": ""}).status_code == 422
+    text = client.get("/metrics").text
+    assert re.search(r'seq2seq_requests_total\{endpoint="/v1/inspect",status="200"\} [1-9]', text)
+    assert re.search(r'seq2seq_requests_total\{endpoint="/v1/inspect",status="422"\} [1-9]', text)
+    observed = re.search(r'seq2seq_request_duration_seconds_count\{endpoint="/v1/inspect"\} (\d+)', text)
+    assert observed is not None and int(observed.group(1)) >= 2
+    client.get("/languages")
+    text = client.get("/metrics").text
+    assert re.search(r'seq2seq_requests_total\{endpoint="/languages",status="200"\} [1-9]', text)
+
+
 ERRORS: list[tuple[str, Any, int, str]] = [
     # (path, body: bytes sent raw or an object sent as JSON, status, text in the message or the limit)
     ("/v1/translate", b"{", 400, "malformed JSON"),
@@ -192,7 +230,7 @@ def test_wrong_method_is_405(client: TestClient) -> None:
 def test_api_key(translator: Translator) -> None:
     with make_client(translator, api_key="s3cret") as c:
         assert c.get("/health").status_code == 200
-        for path in ("/", "/v1/models", "/metrics"):
+        for path in ("/", "/v1/models", "/languages", "/metrics"):
             assert c.get(path).status_code == 401
         assert c.post("/v1/translate", json={"text": "1"}).status_code == 401
         wrong = c.post("/v1/translate", json={"text": "1"}, headers={"Authorization": "Bearer nope"})
@@ -394,3 +432,32 @@ def test_inspect_quantized_model_is_422(checkpoint: Path) -> None:
     with TestClient(create_app({"q": quantized}, ServeOptions(max_wait_ms=1.0))) as c:
         res = c.post("/v1/inspect", json={"text": "12"})
         assert res.status_code == 422 and "cannot trace this model" in res.json()["error"]["message"]
+
+
+def test_answered_requests_rejoin_the_waiting_ones(translator: Translator) -> None:
+    """Closed-loop clients in two groups (the second arrives while the first is decoded): after a search
+    the worker waits for the requests it answered, so both groups share the following batches instead of
+    alternating (8 batches of 4)."""
+    import asyncio
+
+    from seq2seq.serve.batcher import Batcher
+    from seq2seq.serve.metrics import Metrics
+
+    async def run() -> Metrics:
+        metrics = Metrics()
+        batcher = Batcher("t", translator, ServeOptions(max_wait_ms=1.0), metrics)
+        batcher.start()
+        opts = translator.options()
+
+        async def client(line: str, delay: float) -> None:
+            await asyncio.sleep(delay)
+            for _ in range(4):
+                await batcher.submit([line], opts)
+
+        await asyncio.gather(*(client(str(i), 0.0 if i < 4 else 0.002) for i in range(8)))
+        await batcher.stop()
+        return metrics
+
+    metrics = asyncio.run(run())
+    assert metrics.batch_requests.totals["t"] <= 5  # 4, then 8, 8, 8, then 4
+    assert metrics.sentences["t"] == 32

@@ -7,6 +7,7 @@ import json
 import random
 import signal
 import socket
+import sys
 import threading
 import time
 from pathlib import Path
@@ -167,3 +168,32 @@ def test_fuzz_quick(checkpoint: Path, tmp_path: Path) -> None:
 def test_fuzz_1000_hostile_requests(checkpoint: Path, tmp_path: Path) -> None:
     """1,100 hostile requests and 8 stalled uploads (about 30 s on a loaded 2-core machine)."""
     fuzz(checkpoint, tmp_path, per_round=550, slow_clients=8)
+
+
+def _serve_load() -> Any:
+    import importlib.util
+
+    path = Path(__file__).parent.parent / "benchmarks" / "serve_load.py"
+    spec = importlib.util.spec_from_file_location("serve_load", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["serve_load"] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_load_clients_count_answers_errors_and_differences(checkpoint: Path, tmp_path: Path) -> None:
+    """benchmarks/serve_load.py's raw-socket clients, in their own process, against a real server: every
+    sentence is sent once; a 4xx answer is an error, an answer unlike the expected text a difference."""
+    from seq2seq.translate import Translator
+
+    serve_load = _serve_load()
+    sentences = ["12", "7", "4721", "1999", "21", "40213", "3", "123456789012"]  # the last is too long
+    expected = Translator.from_checkpoint(checkpoint, device="cpu").translate(sentences, beam=2)
+    expected[1] = "not what the model says"
+    spec = {"sentences": sentences, "expected": expected, "clients": 3, "beam": 2, "max_seconds": 60}
+    with running_server([f"tiny={checkpoint}"], tmp_path / "serve.log", ["--max-line-chars", "10"]) as server:
+        level, server_cpu, mean_batch = serve_load.measure(server.port, server.process.pid, spec, tmp_path)
+    assert (level.clients, level.sentences, level.errors, level.mismatches) == (3, 8, 1, 1)
+    assert len(level.latencies) == 8 and level.percentile(0.99) >= level.percentile(0.5) > 0
+    assert server_cpu > 0 and level.client_cpu_s > 0 and 1 <= mean_batch <= 3

@@ -33,6 +33,7 @@ from seq2seq.inspect.sentence import Trace
 from seq2seq.search import SearchOptions
 from seq2seq.serve.batcher import Batcher, Result
 from seq2seq.serve.errors import HTTPError
+from seq2seq.serve.languages import language_list
 from seq2seq.serve.metrics import Metrics
 from seq2seq.serve.options import ServeOptions
 from seq2seq.serve.payload import parse_inspect, parse_libre, parse_onmt, parse_translate
@@ -203,6 +204,9 @@ def create_app(
             )
         return JSONResponse({"models": listed, "default": state.default})
 
+    async def languages(request: Request) -> Response:
+        return JSONResponse(language_list(_pair(b) for b in state.batchers.values()))
+
     async def prometheus(request: Request) -> Response:
         depth = {n: b.depth() for n, b in state.batchers.items()}
         text = metrics.render(depth, lambda: state.ready)
@@ -271,6 +275,7 @@ def create_app(
         Route("/", page, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
         Route("/v1/models", models, methods=["GET"]),
+        Route("/languages", languages, methods=["GET"]),
         Route("/metrics", prometheus, methods=["GET"]),
         Route("/v1/translate", _guard(translate), methods=["POST"]),
         Route("/v1/inspect", _guard(inspect), methods=["POST"]),
@@ -310,18 +315,22 @@ async def _starlette_error(request: Request, exc: HTTPException) -> Response:
     )
 
 
+def _pair(batcher: Batcher) -> tuple[str, str]:
+    """The model's (source, target) language codes: its recipe's `data.src_lang`, `data.tgt_lang`."""
+    data = batcher.translator.cfg.data
+    return data.src_lang, data.tgt_lang
+
+
 def _libre_model(state: ServerState, source: str, target: str) -> Batcher:
     """The model named `source-target`, else the one whose languages match ("auto" matches any source)."""
     named = state.batchers.get(f"{source}-{target}")
     if named is not None:
         return named
     for batcher in state.batchers.values():
-        data = batcher.translator.cfg.data
-        if source in ("auto", data.src_lang) and target in ("auto", data.tgt_lang):
+        src, tgt = _pair(batcher)
+        if source in ("auto", src) and target in ("auto", tgt):
             return batcher
-    served = ", ".join(
-        f"{b.translator.cfg.data.src_lang}-{b.translator.cfg.data.tgt_lang}" for b in state.batchers.values()
-    )
+    served = ", ".join("-".join(_pair(b)) for b in state.batchers.values())
     raise HTTPError(400, f"{source}-{target}: no model for this language pair (serving: {served})")
 
 

@@ -4,8 +4,17 @@ Requests join a bounded queue. The worker takes the oldest, then waits up to `ma
 request's arrival) for others with the same search settings, up to `batch_tokens` source tokens x beam,
 decodes them all in one `Translator.translate_batch` call in a thread (the event loop never blocks on the
 model), and hands each request its own lines. Requests with other settings wait for the next round, in
-order. With fp32 a sentence's translation does not depend on the batch it was decoded in: the search
-masks padding (tested through the server in tests/test_serve_batching.py).
+order.
+
+Right after a search the worker waits for the clients it just answered: those that send their next
+request at once (a closed loop, like the load benchmark's) would otherwise miss the next batch, and the
+requests split into two half-size batches that alternate, each waiting for the other's search. So when a
+search ends, the worker expects the requests then waiting plus as many as the search answered, and waits
+until that many have arrived, the budget is full, or a tenth of that search's time has passed (at least
+`max_wait_ms`), whichever comes first.
+
+With fp32 a sentence's translation does not depend on the batch it was decoded in: the search masks
+padding (tested through the server in tests/test_serve.py).
 """
 
 from __future__ import annotations
@@ -57,6 +66,12 @@ class Batcher:
         self._task: asyncio.Task[None] | None = None
         self.model_lock = asyncio.Lock()
         """Held while the model runs (a batched search, an inspect trace): one use at a time."""
+        self._free_since = 0.0
+        """When the last search ended (monotonic seconds)."""
+        self._return_s = 0.0
+        """How long, after that, to wait for the requests it answered to come back."""
+        self._expected = 0
+        """Requests waiting when the last search ended plus the requests it answered."""
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"batcher-{self.name}")
@@ -127,10 +142,14 @@ class Batcher:
         if not self.queue:
             return []
         first = self.queue[0]
-        deadline = first.enqueued + self.opts.max_wait_ms / 1000
-        while (wait := deadline - time.monotonic()) > 0 and self._queued_tokens(
-            first.opts
-        ) < self.opts.batch_tokens:
+        if first.enqueued < self._free_since + self._return_s:  # arrived while the model was busy
+            deadline, expected = self._free_since + self._return_s, self._expected
+        else:  # the model was idle: wait max_wait_ms for others
+            deadline, expected = first.enqueued + self.opts.max_wait_ms / 1000, self.opts.max_queue + 1
+        while (wait := deadline - time.monotonic()) > 0:
+            requests, tokens = self._queued(first.opts)
+            if requests >= expected or tokens >= self.opts.batch_tokens:
+                break
             self._arrived.clear()
             try:
                 await asyncio.wait_for(self._arrived.wait(), wait)
@@ -150,8 +169,10 @@ class Batcher:
         self.queue = kept
         return taken
 
-    def _queued_tokens(self, opts: SearchOptions) -> int:
-        return sum(j.tokens for j in self.queue if j.opts == opts and not j.abandoned)
+    def _queued(self, opts: SearchOptions) -> tuple[int, int]:
+        """(requests, tokens) waiting with these search settings."""
+        live = [j.tokens for j in self.queue if j.opts == opts and not j.abandoned]
+        return len(live), sum(live)
 
     async def _decode(self, jobs: list[Job]) -> None:
         lines = [line for job in jobs for line in job.lines]
@@ -168,6 +189,10 @@ class Batcher:
                 if not job.future.done() and not job.abandoned:
                     job.future.set_exception(exc)
             return
+        finally:
+            self._free_since = time.monotonic()
+            self._return_s = max(self.opts.max_wait_ms / 1000, (self._free_since - start) / 10)
+            self._expected = sum(not j.abandoned for j in self.queue) + len(jobs)
         self.metrics.batch(
             self.name, len(jobs), len(lines), stats.src_tokens - before[0], stats.tgt_tokens - before[1]
         )

@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,14 +47,20 @@ def seq2seq_command() -> list[str]:
 
 @contextmanager
 def running_server(
-    models: Sequence[str], log: Path, args: Sequence[str] = (), start_s: float = 120
+    models: Sequence[str],
+    log: Path,
+    args: Sequence[str] = (),
+    start_s: float = 120,
+    env: Mapping[str, str] | None = None,
 ) -> Iterator[Server]:
-    """`seq2seq serve --model ... --port FREE`, yielded once GET /health is 200; killed if alive at exit."""
+    """`seq2seq serve --model ... --port FREE`, yielded once GET /health is 200; killed if alive at exit.
+    `env` adds to (or overrides) this process's environment, e.g. `{"OMP_NUM_THREADS": "1"}`."""
     port = free_port()
     cmd = [*seq2seq_command(), "serve", *(a for m in models for a in ("--model", m)), "--port", str(port),
            "--device", "cpu", *args]  # fmt: skip
     with open(log, "wb") as sink:
-        process = subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT, env={**os.environ})
+        environ = {**os.environ, **(env or {})}
+        process = subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT, env=environ)
     server = Server(process, f"http://127.0.0.1:{port}", port, log)
     try:
         end = time.monotonic() + start_s
