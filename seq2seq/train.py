@@ -41,6 +41,7 @@ from seq2seq.plot import plot_after_validation
 from seq2seq.progress import TrainProgress
 from seq2seq.rundir import RunFiles
 from seq2seq.search import SearchOptions
+from seq2seq.shortlist import corpus_shortlist
 from seq2seq.translate import decode_ids, resolve_device
 from seq2seq.update import (
     accumulate_gradients,
@@ -267,6 +268,8 @@ class Run:
     tokenizer_state: dict[str, Any]
     state: TrainState
     dist: Distributed = field(default_factory=Distributed)
+    shortlist: dict[str, Any] | None = None
+    """The training corpus's vocabulary shortlist (`seq2seq.shortlist`), stored in every checkpoint."""
 
     def checkpoint(self, resumable: bool, rng: dict[str, Any] | None = None) -> Checkpoint:
         self.state.metrics_bytes = self.files.metrics_bytes()
@@ -275,6 +278,7 @@ class Run:
             model=self.model.state_dict(),
             tokenizer=self.tokenizer_state,
             train_state=dataclasses.asdict(self.state),
+            shortlist=self.shortlist,
         )
         if not resumable:
             return common
@@ -529,6 +533,8 @@ def _train(
     train_data = ParallelCorpus.from_dataset(prepared.splits["train"])
     valid_data = ParallelCorpus.from_dataset(prepared.splits["valid"])
     run = _setup(cfg, files, prepared, resume, dist)
+    if dist.is_main:  # decoding's vocabulary shortlist (seq2seq.shortlist), stored in every checkpoint
+        run.shortlist = corpus_shortlist(train_data, prepared.tokenizer, cfg.decode).state()
     model, state, t = run.model, run.state, cfg.train
     update_model = dist.wrap(model)
     device = next(model.parameters()).device
