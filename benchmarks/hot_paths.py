@@ -2,13 +2,15 @@
 
     python benchmarks/hot_paths.py train [--bf16] [--rounds 4] [--updates 25]
     python benchmarks/hot_paths.py decode CKPT SRC [--beam 5 1] [--bf16 | --quantize int8] [--batch-tokens N]
+                                         [--shortlist auto|on|off|both]
 
 `train` runs the `seq2seq bench` reference model (8.1M parameters) on generated Multi30k-shaped data,
 ~59 sentences a batch, and prints target tokens/s for each round of `--updates` updates after one
 warm-up round, with the median and best, and (fp32) the median's fraction of the fp32 matmul peak
 measured just before (FLOPs counted as `seq2seq bench` counts them). `decode` translates SRC with
-the checkpoint and prints the fastest of `--repeats` runs for each beam. Both apply the allocator
-setting the CLI applies.
+the checkpoint and prints the fastest of `--repeats` runs for each beam (`--shortlist both`: with and
+without the checkpoint's vocabulary shortlist, alternately). Both apply the allocator setting the CLI
+applies.
 
 For a fair before/after, run the old and new code alternately (e.g. with `git stash`) several times and
 compare medians: absolute figures on shared machines drift by 5-10% within an hour.
@@ -74,19 +76,27 @@ def bench_train(bf16: bool, rounds: int, updates: int) -> None:
 
 def bench_decode(
     checkpoint: Path, source: Path, beams: list[int], bf16: bool, quantize: str, batch_tokens: int | None,
-    repeats: int,
+    repeats: int, shortlist: str,
 ) -> None:  # fmt: skip
     translator = Translator.from_checkpoint(checkpoint, "cpu", quantize, bf16)
     lines = read_lines(source, replace_invalid=True)
+    modes: dict[str, list[bool | None]] = {"auto": [None], "on": [True], "off": [False]}
+    modes["both"] = [True, False]
+    choices = modes[shortlist]
     for beam in beams:
-        opts = translator.options(beam=beam)
-        translator.translate_batch(lines[:50], opts, batch_tokens)  # warm-up
-        best = float("inf")
+        options = {use: translator.options(beam=beam, shortlist=use) for use in choices}
+        best = dict.fromkeys(choices, float("inf"))
+        for opts in options.values():
+            translator.translate_batch(lines[:50], opts, batch_tokens)  # warm-up
         for _ in range(repeats):
-            start = time.perf_counter()
-            translator.translate_batch(lines, opts, batch_tokens)
-            best = min(best, time.perf_counter() - start)
-        print(f"beam {beam}: {best:.2f} s, {len(lines) / best:,.0f} sentences/s (fastest of {repeats})")
+            for use, opts in options.items():  # alternately, so drift hits both alike
+                start = time.perf_counter()
+                translator.translate_batch(lines, opts, batch_tokens)
+                best[use] = min(best[use], time.perf_counter() - start)
+        for use, seconds in best.items():
+            listed = translator.shortlist_for(options[use]) is not None
+            print(f"beam {beam}, {'shortlist' if listed else 'full vocabulary'}: {seconds:.2f} s, "
+                  f"{len(lines) / seconds:,.0f} sentences/s (fastest of {repeats})")  # fmt: skip
 
 
 def main() -> None:
@@ -106,13 +116,14 @@ def main() -> None:
     decode.add_argument("--quantize", default="")
     decode.add_argument("--batch-tokens", type=int)
     decode.add_argument("--repeats", type=int, default=2)
+    decode.add_argument("--shortlist", choices=["auto", "on", "off", "both"], default="auto")
     args = parser.parse_args()
     tune_allocator()
     if args.path == "train":
         bench_train(args.bf16, args.rounds, args.updates)
     else:
         bench_decode(args.checkpoint, args.source, args.beam, args.bf16, args.quantize, args.batch_tokens,
-                     args.repeats)  # fmt: skip
+                     args.repeats, args.shortlist)  # fmt: skip
 
 
 if __name__ == "__main__":

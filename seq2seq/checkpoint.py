@@ -44,6 +44,8 @@ class Checkpoint:
     optimizer: dict[str, Any] | None = None
     scheduler: dict[str, Any] | None = None
     rng: dict[str, Any] | None = field(default=None)
+    shortlist: dict[str, Any] | None = None
+    """`seq2seq.shortlist.Shortlist.state()`: the vocabulary shortlist of decoding (absent in older files)."""
 
     @property
     def resumable(self) -> bool:
@@ -57,6 +59,8 @@ class Checkpoint:
             "tokenizer": self.tokenizer,
             "train_state": self.train_state,
         }
+        if self.shortlist is not None:
+            out["shortlist"] = self.shortlist
         if self.resumable:
             out |= {"optimizer": self.optimizer, "scheduler": self.scheduler, "rng": self.rng}
         return out
@@ -75,6 +79,7 @@ class Checkpoint:
                 optimizer=payload.get("optimizer"),
                 scheduler=payload.get("scheduler"),
                 rng=payload.get("rng"),
+                shortlist=payload.get("shortlist"),
             )
         except KeyError as exc:
             raise Seq2SeqError(f"{path}: damaged checkpoint (no {exc.args[0]!r} entry)") from None
@@ -255,4 +260,5 @@ def average_checkpoints(paths: list[Path]) -> dict[str, Any]:
         else:
             averaged[name] = tensor
     return {"config": last["config"], "model": averaged, "tokenizer": last["tokenizer"],
-            "averaged": [str(p) for p in paths]}  # fmt: skip
+            "averaged": [str(p) for p in paths],
+            **({"shortlist": last["shortlist"]} if "shortlist" in last else {})}  # fmt: skip

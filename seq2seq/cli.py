@@ -30,6 +30,7 @@ from seq2seq.outputs import NamedWriter, atomic_output, os_error_line, refuse_ov
 from seq2seq.plot import metrics_path, plot_runs
 from seq2seq.runtime import tune_allocator
 from seq2seq.scoring import score_files
+from seq2seq.shortlist import add_shortlist
 from seq2seq.textio import LineStats, count_lines, iter_lines, read_lines
 from seq2seq.train import EXIT_INTERRUPTED
 from seq2seq.translate import Translation
@@ -46,6 +47,11 @@ SetOption = Annotated[
     typer.Option("--set", help="Override a recipe key, e.g. --set train.lr=0.0005 (repeatable)."),
 ]
 BF16_HELP = "Decode with bf16 matmuls (fast on CPUs with AVX512-BF16/AMX and on GPUs)."
+ShortlistOption = Annotated[
+    bool | None,
+    typer.Option("--shortlist/--no-shortlist", help="Output layer over the model's vocabulary shortlist "
+                 "only (faster) [default: when the model has one, see decode.shortlist]."),
+]  # fmt: skip
 RecipeArg = Annotated[Path, typer.Argument(help="Recipe YAML file (see recipes/).", show_default=False)]
 
 
@@ -291,6 +297,7 @@ def translate(
     ] = 1.0,
     seed: Annotated[int, typer.Option(help="With --sample: random seed (same seed, same samples).")] = 0,
     n_samples: Annotated[int, typer.Option(help="With --sample: samples per line (jsonl n_best).")] = 1,
+    shortlist: ShortlistOption = None,
 ) -> None:
     """Translate text: exactly one output line per input line, in order."""
     with _user_errors(ctx):
@@ -311,7 +318,7 @@ def translate(
         opts = translator.options(
             beam=beam, n_best=n_best, length_penalty=length_penalty, max_len_a=max_len_a, max_len_b=max_len_b,
             min_len=min_len, block_unk=no_unk, attention=attention is not None, penalty=penalty,
-            sample=sample, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
+            sample=sample, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, shortlist=shortlist,
         )  # fmt: skip
         stats = LineStats()
         start = time.perf_counter()
@@ -375,6 +382,7 @@ def evaluate(
         str, typer.Option(help="With --model: int8 for dynamic int8 quantization (CPU).")
     ] = "",
     bf16: Annotated[bool, typer.Option("--bf16", help="With --model: " + BF16_HELP)] = False,
+    shortlist: ShortlistOption = None,
 ) -> None:
     """Score translations with sacrebleu (BLEU, chrF, TER) and print each metric's signature."""
     with _user_errors(ctx):
@@ -392,7 +400,7 @@ def evaluate(
             if src is None:
                 raise Seq2SeqError("--model needs --src FILE (the source side of --ref)")
             translator = _load_translator(model, device, quantize, bf16)
-            opts = translator.options(beam=beam)
+            opts = translator.options(beam=beam, shortlist=shortlist)
             with contextlib.ExitStack() as stack:  # an unwritable --output fails before translating
                 out = stack.enter_context(atomic_output(output)) if output is not None else None
                 result = translate_and_score(translator, src, ref, names, opts, lowercase, tokenize)
@@ -409,6 +417,35 @@ def evaluate(
             _print(json.dumps([s.as_dict() for s in scores], indent=2))
         else:
             _print("\n".join(f"{s.text}\n    signature: {s.signature}" for s in scores))
+
+
+@app.command("shortlist")
+def shortlist_command(
+    ctx: typer.Context,
+    model: Annotated[Path, typer.Argument(help="Checkpoint (.pt) written by train.", show_default=False)],
+    data: Annotated[Path, typer.Option(help="The run's preprocessed data (RUN_DIR/data).")] = Path(),
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Checkpoint to write [default: MODEL, in place].")
+    ] = None,
+    per_source: Annotated[
+        int | None, typer.Option(help="Target subwords kept per source subword [default: the recipe's].")
+    ] = None,
+    frequent: Annotated[
+        int | None, typer.Option(help="Most frequent target subwords always kept [default: the recipe's].")
+    ] = None,
+) -> None:
+    """Add a vocabulary shortlist (built from the training data) to a checkpoint; train stores one itself."""
+    with _user_errors(ctx):
+        if str(data) in ("", "."):
+            raise Seq2SeqError("--data: give the run's preprocessed data directory (RUN_DIR/data)")
+        done = add_shortlist(model, data, output or model, per_source, frequent)
+        sl, cov = done.shortlist, done.coverage
+        fit = f"; a validation sentence allows {cov.size:,.0f} subwords and {cov.tokens:.2%} of its " \
+              "reference's" if cov else ""  # fmt: skip
+        _print(
+            f"shortlist: {sl.per_source} target subwords per source subword + {sl.frequent.numel()} "
+            f"always of {sl.tgt_vocab:,}{fit}; built in {done.seconds:.1f} s -> {output or model}"
+        )
 
 
 @app.command()

@@ -235,6 +235,12 @@ class DecodeConfig:
     """Source tokens x beam size per translation batch (padding included)."""
     max_src_len: int = 250
     """Longer inputs are truncated (counted in a warning); the output still has one line per input."""
+    shortlist: bool = True
+    """Decode over the checkpoint's vocabulary shortlist when it has one (never when sampling)."""
+    shortlist_per_source: int = 50
+    """Shortlists built by train or `seq2seq shortlist`: the target subwords kept per source subword,"""
+    shortlist_frequent: int = 100
+    """and the most frequent target subwords always kept."""
 
 
 @dataclass(frozen=True)
@@ -454,6 +460,10 @@ def check_config(cfg: Config, where: str = "config") -> None:
     _check_tokenizer(cfg.tokenizer, where)
     if cfg.decode.beam < 1:
         raise Seq2SeqError(f"{where}: decode.beam must be at least 1")
+    if cfg.decode.shortlist_per_source < 1 or cfg.decode.shortlist_frequent < 0:
+        raise Seq2SeqError(
+            f"{where}: decode.shortlist_per_source must be at least 1, decode.shortlist_frequent at least 0"
+        )
 
 
 def parse_overrides(pairs: Sequence[str]) -> dict[str, dict[str, Any]]:

@@ -82,11 +82,20 @@ class SearchOptions:
     """Sample among the most probable tokens that make up this much probability; 1.0 = all."""
     seed: int = 0
     """Seed of the sampling generator (each search call starts from it)."""
+    shortlist: bool | None = None
+    """Decode over the model's vocabulary shortlist (`seq2seq.shortlist`; applied by the translator):
+    None = when the model has one (and decoding does not sample), True = required, False = never. In a
+    recipe, `decode.shortlist: true` means None."""
 
     def __post_init__(self) -> None:
         if self.sample:
             if self.n_best < 1:
                 raise Seq2SeqError(f"--n-samples: must be at least 1, got {self.n_best}")
+            if self.shortlist:
+                raise Seq2SeqError(
+                    "--shortlist: sampling draws from the full distribution (a shortlist would cut its "
+                    "tail); drop --shortlist"
+                )
             if not self.temperature > 0 or self.top_k < 0 or not 0 < self.top_p <= 1:
                 raise Seq2SeqError(
                     "sampling needs --temperature > 0, --top-k >= 0 and 0 < --top-p <= 1 (got "
@@ -112,6 +121,7 @@ class SearchOptions:
         if unknown:
             raise TypeError(f"not search options: {', '.join(sorted(unknown))}")
         values = {f.name: getattr(decode, f.name) for f in fields(cls) if hasattr(decode, f.name)}
+        values["shortlist"] = None if decode.shortlist else False  # the recipe's true: when there is one
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 

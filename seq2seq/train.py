@@ -41,6 +41,7 @@ from seq2seq.plot import plot_after_validation
 from seq2seq.progress import TrainProgress
 from seq2seq.rundir import RunFiles
 from seq2seq.search import SearchOptions
+from seq2seq.shortlist import corpus_shortlist
 from seq2seq.tensorboard import Board, summary_writer_class
 from seq2seq.translate import decode_ids, resolve_device
 from seq2seq.update import (
@@ -271,6 +272,8 @@ class Run:
     dist: Distributed = field(default_factory=Distributed)
     board: Board | None = None
     """TensorBoard writer (`train.tensorboard`, rank 0 only)."""
+    shortlist: dict[str, Any] | None = None
+    """The training corpus's vocabulary shortlist (`seq2seq.shortlist`), stored in every checkpoint."""
 
     def record(self, values: dict[str, Any]) -> None:
         """One metrics.jsonl record, also to TensorBoard when it is on."""
@@ -287,6 +290,7 @@ class Run:
             model=self.model.state_dict(),
             tokenizer=self.tokenizer_state,
             train_state=dataclasses.asdict(self.state),
+            shortlist=self.shortlist,
         )
         if not resumable:
             return common
@@ -547,6 +551,8 @@ def _train(
     train_data = ParallelCorpus.from_dataset(prepared.splits["train"])
     valid_data = ParallelCorpus.from_dataset(prepared.splits["valid"])
     run = _setup(cfg, files, prepared, resume, dist)
+    if dist.is_main:  # decoding's vocabulary shortlist (seq2seq.shortlist), stored in every checkpoint
+        run.shortlist = corpus_shortlist(train_data, prepared.tokenizer, cfg.decode).state()
     model, state, t = run.model, run.state, cfg.train
     update_model = dist.wrap(model)
     device = next(model.parameters()).device

@@ -9,6 +9,7 @@ use both work.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
@@ -28,6 +29,7 @@ from seq2seq.inspect.sentence import Trace, trace_sentence
 from seq2seq.model import Seq2Seq
 from seq2seq.runtime import native_bf16, resolve_device
 from seq2seq.search import DecoderModel, Hypothesis, SearchOptions, search
+from seq2seq.shortlist import Shortlist, check_vocab_sizes, load_shortlist, restrict
 from seq2seq.special import EOS
 from seq2seq.textio import single_line
 from seq2seq.tokenizer import Tokenizer
@@ -83,23 +85,39 @@ def quantize_int8(model: Seq2Seq) -> Seq2Seq:
 
 
 def decode_ids(
-    model: DecoderModel, src: FlatSequences, opts: SearchOptions, batch_tokens: int, device: torch.device
+    model: DecoderModel,
+    src: FlatSequences,
+    opts: SearchOptions,
+    batch_tokens: int,
+    device: torch.device,
+    shortlist: Shortlist | None = None,
 ) -> list[list[Hypothesis]]:
     """Search over pre-encoded sources (ids without EOS); results in input order.
 
     `batch_tokens` counts source tokens x beam size (x samples when sampling; padding included): beam
     search decodes K rows per sentence, and the per-step [rows, V] scores stay in cache only while the
-    batch is small enough.
+    batch is small enough. With a `shortlist`, each batch's output layer runs over its sentences'
+    shortlists only (`seq2seq.shortlist.restrict`; `model` must then be a `Seq2Seq` or an `Ensemble`).
     """
     results: list[list[Hypothesis]] = [[] for _ in range(len(src))]
     lengths = src.lengths + 1
     budget = max(batch_tokens // (opts.n_best if opts.sample else opts.beam), int(lengths.max(initial=1)))
     for idx in token_batches(lengths, lengths, budget, 0, 0, shuffle=False):
         ids = torch.from_numpy(src.pad(idx, suffix=EOS)).to(device)
-        hyps = search(model, ids, torch.from_numpy(lengths[idx]).to(device), opts)
+        if shortlist is None:
+            hyps = search(model, ids, torch.from_numpy(lengths[idx]).to(device), opts)
+        else:
+            restricted, vocab_ids = restrict(model, shortlist, ids)
+            columns = search(restricted, ids, torch.from_numpy(lengths[idx]).to(device), opts)
+            hyps = [[_to_vocab(h, vocab_ids.tolist()) for h in row] for row in columns]
         for i, h in zip(idx.tolist(), hyps, strict=True):
             results[i] = h
     return results
+
+
+def _to_vocab(hyp: Hypothesis, vocab_ids: list[int]) -> Hypothesis:
+    """A hypothesis of a shortlisted search (tokens are columns) with vocabulary ids."""
+    return dataclasses.replace(hyp, tokens=[vocab_ids[t] for t in hyp.tokens])
 
 
 class Translator:
@@ -112,10 +130,13 @@ class Translator:
         cfg: Config,
         device: torch.device,
         bf16: bool = False,
+        shortlist: Shortlist | None = None,
     ) -> None:
         self.model, self.tokenizer, self.cfg, self.device = model.eval(), tokenizer, cfg, device
         self.bf16 = bf16
         """Decode under bf16 autocast: matmuls and LSTMs in bf16, softmax and scores in fp32."""
+        self.shortlist = shortlist
+        """The vocabulary shortlist searches use unless told otherwise (see `SearchOptions.shortlist`)."""
         self.stats = TranslateStats()
 
     @classmethod
@@ -142,9 +163,10 @@ class Translator:
             raise Seq2SeqError(f"--quantize: {quantize!r} is not supported (use int8)")
         if quantize and dev.type != "cpu":
             raise Seq2SeqError("--quantize int8 is for CPU translation; add --device cpu")
-        models, tokenizer, cfg = [], None, None
+        models, tokenizer, cfg, shortlists = [], None, None, []
         for p in paths:
             model, tok, model_cfg = load_pretrained(p, dev) if p.is_dir() else load_model(p, dev)
+            shortlists.append(load_shortlist(p))
             if tokenizer is None or cfg is None:
                 tokenizer, cfg = tok, model_cfg
             elif tok.state() != tokenizer.state():
@@ -155,7 +177,14 @@ class Translator:
             models.append(quantize_int8(model) if quantize else model)
         assert tokenizer is not None and cfg is not None
         member: Seq2Seq | Ensemble = models[0] if len(models) == 1 else Ensemble(models)
-        return cls(member, tokenizer, cfg, dev, bf16 and native_bf16(dev))
+        shortlist = None
+        if all(s is not None for s in shortlists):  # an ensemble: every member's shortlist, merged
+            first, *others = [s for s in shortlists if s is not None]
+            for p, s in zip(paths, shortlists, strict=True):
+                assert s is not None
+                check_vocab_sizes(s, tokenizer.src_vocab_size, tokenizer.tgt_vocab_size, str(p))
+            shortlist = first.union(others) if others else first
+        return cls(member, tokenizer, cfg, dev, bf16 and native_bf16(dev), shortlist)
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, device: str = "auto", bf16: bool = False) -> Translator:
@@ -180,14 +209,30 @@ class Translator:
         top_k: int = 0,
         top_p: float = 1.0,
         seed: int = 0,
+        shortlist: bool | None = None,
     ) -> SearchOptions:
         """Search options: the checkpoint's `decode` settings unless given here (see `SearchOptions`).
-        With `sample=True`, `n_best` is the number of samples per sentence."""
-        return SearchOptions.from_config(
+        With `sample=True`, `n_best` is the number of samples per sentence. `shortlist=True` on a model
+        without a shortlist is an error naming --shortlist."""
+        opts = SearchOptions.from_config(
             self.cfg.decode, beam=beam, n_best=n_best, length_penalty=length_penalty, max_len_a=max_len_a,
             max_len_b=max_len_b, min_len=min_len, block_unk=block_unk, return_attention=attention,
             penalty=penalty, sample=sample, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
+            shortlist=shortlist,
         )  # fmt: skip
+        self.shortlist_for(opts)
+        return opts
+
+    def shortlist_for(self, opts: SearchOptions) -> Shortlist | None:
+        """The shortlist a search with `opts` uses: the model's, unless `opts.shortlist` is False or the
+        search samples; `opts.shortlist=True` without one is an error."""
+        if opts.shortlist is True and self.shortlist is None:
+            raise Seq2SeqError(
+                "--shortlist: this model has no vocabulary shortlist (a checkpoint from before shortlists, "
+                "an exported folder, or an ensemble member without one); add one with: "
+                "seq2seq shortlist CKPT --data RUN_DIR/data"
+            )
+        return None if opts.shortlist is False or opts.sample else self.shortlist
 
     def translate_batch(
         self, sentences: Sequence[str], opts: SearchOptions, batch_tokens: int | None = None
@@ -206,8 +251,9 @@ class Translator:
             flat = FlatSequences.from_lists([encoded[i] for i in todo])
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
                 hyps_by_row = decode_ids(
-                    self.model, flat, opts, batch_tokens or self.cfg.decode.batch_tokens, self.device
-                )
+                    self.model, flat, opts, batch_tokens or self.cfg.decode.batch_tokens, self.device,
+                    self.shortlist_for(opts),
+                )  # fmt: skip
         each = (time.perf_counter() - start) / max(1, len(sentences))
         out: list[Translation] = [Translation(s, [], [], each) for s in sentences]
         # one SentencePiece call for every candidate of the chunk: per-candidate calls cost ~0.1 ms each
