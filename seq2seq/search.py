@@ -15,9 +15,10 @@ Notation: B sentences, K beam, V vocabulary, S source length, t step.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, fields
-from typing import Any, Protocol, get_args
+from typing import Any, ClassVar, NamedTuple, Protocol, get_args
 
 import torch
 import torch.nn.functional as F
@@ -308,6 +309,97 @@ def _single_path_search(
     return [results[b : b + copies] for b in range(0, len(results), copies)]
 
 
+@dataclass(frozen=True)
+class BeamState:
+    """What beam search carries from step to step, as named tensors.
+
+    Sentence fields have one row per sentence still searching (B); hypothesis fields one row per alive
+    hypothesis (B x W: the W hypotheses of a sentence in consecutive rows; W is 1 before the first step,
+    then K). `select` keeps some sentences in every field at once.
+    """
+
+    active: torch.Tensor
+    """[B] original index of each sentence"""
+    max_len: torch.Tensor
+    """[B] most output tokens (EOS excluded)"""
+    best_possible_lp: torch.Tensor
+    """[B] the length penalty of the longest allowed hypothesis (the stopping bound divides by it)"""
+    alive_scores: torch.Tensor
+    """[B, W] log-probability of each alive hypothesis"""
+    fin_scores: torch.Tensor
+    """[B, K] length-penalised scores of the finished hypotheses, best first; -inf = none yet"""
+    fin_raw: torch.Tensor
+    """[B, K] their log-probabilities"""
+    fin_tokens: torch.Tensor
+    """[B, K, T] their tokens, EOS included, PAD after (T: the most steps of the batch)"""
+    fin_attn: torch.Tensor | None
+    """[B, K, T, S] their attention, when asked for"""
+    enc: Any
+    """the model's encoder output (B rows, see `DecoderModel`)"""
+    alive_tokens: torch.Tensor
+    """[B x W, t] tokens of each alive hypothesis so far"""
+    alive_attn: torch.Tensor | None
+    """[B x W, t, S] their attention, when asked for"""
+    prev: torch.Tensor
+    """[B x W] last token of each alive hypothesis (BOS before the first step)"""
+    row_max_len: torch.Tensor
+    """[B x W] `max_len` of each row's sentence"""
+    dec_state: Any
+    """the model's decoder state (B x W rows)"""
+
+    PER_SENTENCE: ClassVar[frozenset[str]] = frozenset(
+        {"active", "max_len", "best_possible_lp", "alive_scores", "fin_scores", "fin_raw", "fin_tokens",
+         "fin_attn", "enc"}
+    )  # fmt: skip
+    """The sentence fields; the others have a row per hypothesis."""
+
+    @property
+    def width(self) -> int:
+        return self.alive_scores.size(1)
+
+    def select(self, keep: torch.Tensor) -> BeamState:
+        """The sentences `keep` [B'] (indices into B) and their hypotheses, in every field."""
+        rows = (keep.unsqueeze(1) * self.width + torch.arange(self.width, device=keep.device)).view(-1)
+        return BeamState(**{
+            f.name: _index(getattr(self, f.name), keep if f.name in self.PER_SENTENCE else rows)
+            for f in fields(self)
+        })  # fmt: skip
+
+
+def _index(value: Any, index: torch.Tensor) -> Any:
+    if value is None or isinstance(value, torch.Tensor):
+        return None if value is None else value[index]
+    return value.index_select(index)
+
+
+class Candidates(NamedTuple):
+    """A step's best extensions of each sentence's alive hypotheses, best first ([B, C], C = max(2K, K))."""
+
+    scores: torch.Tensor
+    """[B, C] log-probability of the extended hypothesis (-inf: impossible)"""
+    rows: torch.Tensor
+    """[B, C] the alive row (of B x W) each extends"""
+    tokens: torch.Tensor
+    """[B, C] the token it appends"""
+    finished: torch.Tensor
+    """[B, C] True where it ends with EOS inside the beam (among the first K) and is possible"""
+
+
+def beam_step(scores: torch.Tensor, k: int) -> Candidates:
+    """The 2K best candidates of each sentence from scores [B, W, V] (each alive hypothesis' score plus
+    its next-token log-probabilities, constrained); a vocabulary too small for K is padded with
+    impossible candidates. Pure: the search's bookkeeping is left to the caller."""
+    batch, width, vocab = scores.shape
+    top_scores, top_ids = top_k(scores.view(batch, width * vocab), min(2 * k, width * vocab))  # [B, 2K]
+    if top_scores.size(1) < k:
+        top_scores = F.pad(top_scores, (0, k - top_scores.size(1)), value=float("-inf"))
+        top_ids = F.pad(top_ids, (0, k - top_ids.size(1)), value=PAD)
+    beam_idx, tok = top_ids // vocab, top_ids % vocab
+    rows = torch.arange(batch, device=scores.device).unsqueeze(1) * width + beam_idx
+    in_beam = torch.arange(top_scores.size(1), device=scores.device) < k
+    return Candidates(top_scores, rows, tok, (tok == EOS) & in_beam & torch.isfinite(top_scores))
+
+
 @torch.inference_mode()
 def beam_search(
     model: DecoderModel, src_ids: torch.Tensor, src_lengths: torch.Tensor, opts: SearchOptions
@@ -315,98 +407,114 @@ def beam_search(
     """The `opts.n_best` best hypotheses per sentence, best first.
 
     A sentence that is done leaves the batch: its finished hypotheses are collected and its rows are
-    dropped from every tensor, so later steps only compute what can still change the result. The first
-    step runs one row per sentence (all K beams would start from the same BOS) and then fans out to K.
+    dropped from every tensor (`BeamState.select`), so later steps only compute what can still change
+    the result. The first step runs one row per sentence (all K beams would start from the same BOS) and
+    then fans out to K.
     """
     batch, k = src_ids.size(0), opts.beam
     device = src_ids.device
     enc = model.encode(src_ids, src_lengths)
-    state = model.init_state(enc)
-    max_len = max_lengths(src_lengths, opts).to(device)  # [B] (then [B_active])
+    max_len = max_lengths(src_lengths, opts).to(device)  # [B]
     max_steps = int(max_len.max()) + 1
-    width = 1  # rows per sentence in the decoder tensors: 1 at the first step, then K
-    row_max_len = max_len  # [B * width]
-    best_possible_lp = torch.as_tensor(
-        length_penalty((max_len + 1).float(), opts.length_penalty, opts.penalty)
+    st = BeamState(
+        active=torch.arange(batch, device=device),
+        max_len=max_len,
+        best_possible_lp=torch.as_tensor(
+            length_penalty((max_len + 1).float(), opts.length_penalty, opts.penalty)
+        ),
+        alive_scores=torch.zeros(batch, 1, device=device),
+        fin_scores=torch.full((batch, k), float("-inf"), device=device),
+        fin_raw=torch.full((batch, k), float("-inf"), device=device),
+        fin_tokens=torch.full((batch, k, max_steps), PAD, dtype=torch.long, device=device),
+        fin_attn=None,
+        enc=enc,
+        alive_tokens=torch.empty(batch, 0, dtype=torch.long, device=device),
+        alive_attn=None,
+        prev=torch.full((batch,), BOS, dtype=torch.long, device=device),
+        row_max_len=max_len,
+        dec_state=model.init_state(enc),
     )
-    beam_rows = torch.arange(k, device=device)
-
-    active = torch.arange(batch, device=device)  # original index of each sentence still searching
-    alive_scores = torch.zeros(batch, width, device=device)
-    alive_tokens = torch.empty(batch * width, 0, dtype=torch.long, device=device)
-    alive_attn: torch.Tensor | None = None
-    fin_scores = torch.full((batch, k), float("-inf"), device=device)
-    fin_raw = torch.full((batch, k), float("-inf"), device=device)
-    fin_tokens = torch.full((batch, k, max_steps), PAD, dtype=torch.long, device=device)
-    fin_attn: torch.Tensor | None = None
-    prev = torch.full((batch * width,), BOS, dtype=torch.long, device=device)
     results: list[list[Hypothesis]] = [[] for _ in range(batch)]
-
     for step in range(max_steps):
-        n = active.numel()
-        offsets = (torch.arange(n, device=device) * width).unsqueeze(1)  # [B, 1]
-        out = model.decode_step(prev, state, enc)
-        log_probs = out.log_probs.float()  # [B * width, V], ours to modify (see DecoderModel)
-        vocab = log_probs.size(1)
-        cand = _constrain_(log_probs.add_(alive_scores.view(-1, 1)), step, row_max_len, opts)
-        top_scores, top_ids = top_k(cand.view(n, width * vocab), min(2 * k, width * vocab))  # [B, 2K]
-        if top_scores.size(1) < k:  # a vocabulary smaller than the beam: pad with impossible candidates
-            top_scores = F.pad(top_scores, (0, k - top_scores.size(1)), value=float("-inf"))
-            top_ids = F.pad(top_ids, (0, k - top_ids.size(1)), value=PAD)
-        beam_idx, tok = top_ids // vocab, top_ids % vocab
-        rows = (offsets + beam_idx).view(-1)  # [B * 2K] alive rows the candidates extend
-        in_beam = torch.arange(top_scores.size(1), device=device) < k  # [2K]
-        is_eos = (tok == EOS) & in_beam & torch.isfinite(top_scores)
-
+        out = model.decode_step(st.prev, st.dec_state, st.enc)
+        log_probs = out.log_probs.float()  # [B * W, V], ours to modify (see DecoderModel)
+        scores = _constrain_(log_probs.add_(st.alive_scores.view(-1, 1)), step, st.row_max_len, opts)
+        cand = beam_step(scores.view(st.alive_scores.size(0), st.width, -1), k)
         step_attn = out.attention.float() if opts.return_attention else None
-        if bool(is_eos.any()):
-            # merge EOS candidates into the finished set
-            lp = length_penalty(float(step + 1), opts.length_penalty, opts.penalty)
-            eos_scores = torch.where(is_eos, top_scores / lp, float("-inf"))
-            merged, sel = torch.cat([fin_scores, eos_scores], dim=1).topk(k, dim=1)  # [B, K]
-            cand_tokens = torch.cat([alive_tokens[rows].view(n, tok.size(1), step), tok.unsqueeze(2)], dim=2)
-            cand_tokens = F.pad(cand_tokens, (0, max_steps - step - 1), value=PAD)
-            all_tokens = torch.cat([fin_tokens, cand_tokens], dim=1)
-            fin_tokens = all_tokens.gather(1, sel.unsqueeze(2).expand(-1, -1, max_steps))
-            fin_raw = torch.cat([fin_raw, torch.where(is_eos, top_scores, float("-inf"))], 1).gather(1, sel)
-            if step_attn is not None:
-                fin_attn = _merge_attention(fin_attn, alive_attn, step_attn, rows, sel, n, k, step, max_steps)
-            fin_scores = merged
+        if bool(cand.finished.any()):
+            st = _finish(st, cand, step, opts, step_attn, max_steps)
+        st = _advance(st, cand, out.state, step_attn, k)
 
-        # keep the best K candidates that did not end
-        alive_cand = top_scores.masked_fill(tok == EOS, float("-inf"))
-        alive_scores, pos = alive_cand.topk(k, dim=1)  # [B, K]
-        reorder = rows.view(n, -1).gather(1, pos).view(-1)  # [B * K]
-        new_tok = tok.gather(1, pos).view(-1)
-        alive_tokens = torch.cat([alive_tokens[reorder], new_tok.unsqueeze(1)], dim=1)
-        if step_attn is not None:
-            moved = step_attn[reorder].unsqueeze(1)
-            alive_attn = moved if alive_attn is None else torch.cat([alive_attn[reorder], moved], dim=1)
-        state, prev = out.state.index_select(reorder), new_tok
-        if width == 1:  # the encoder output stays one row per sentence (see DecoderModel)
-            row_max_len, width = row_max_len[reorder], k
-
-        bound = alive_scores[:, 0] / best_possible_lp
-        done = (fin_scores[:, opts.n_best - 1] >= bound) | (step >= max_len)  # [B]
+        bound = st.alive_scores[:, 0] / st.best_possible_lp
+        done = (st.fin_scores[:, opts.n_best - 1] >= bound) | (step >= st.max_len)  # [B]
         if not bool(done.any()):
             continue
         finished = done.nonzero().squeeze(1)
-        hyps = _collect(fin_tokens[finished], fin_scores[finished], fin_raw[finished],
-                        None if fin_attn is None else fin_attn[finished], opts.n_best)  # fmt: skip
-        for b, sentence_hyps in zip(active[finished].tolist(), hyps, strict=True):
+        hyps = _collect(st.fin_tokens[finished], st.fin_scores[finished], st.fin_raw[finished],
+                        None if st.fin_attn is None else st.fin_attn[finished], opts.n_best)  # fmt: skip
+        for b, sentence_hyps in zip(st.active[finished].tolist(), hyps, strict=True):
             results[b] = sentence_hyps
         keep = (~done).nonzero().squeeze(1)
         if keep.numel() == 0:
             break
-        keep_rows = (keep.unsqueeze(1) * k + beam_rows).view(-1)
-        active, max_len, best_possible_lp = active[keep], max_len[keep], best_possible_lp[keep]
-        alive_scores, fin_scores, fin_raw, fin_tokens = (
-            alive_scores[keep], fin_scores[keep], fin_raw[keep], fin_tokens[keep])  # fmt: skip
-        fin_attn = None if fin_attn is None else fin_attn[keep]
-        alive_tokens, prev, row_max_len = alive_tokens[keep_rows], prev[keep_rows], row_max_len[keep_rows]
-        alive_attn = None if alive_attn is None else alive_attn[keep_rows]
-        enc, state = enc.index_select(keep), state.index_select(keep_rows)
+        st = st.select(keep)
     return results
+
+
+def _finish(
+    st: BeamState,
+    cand: Candidates,
+    step: int,
+    opts: SearchOptions,
+    step_attn: torch.Tensor | None,
+    max_steps: int,
+) -> BeamState:
+    """Merge the candidates that end in EOS into the finished sets (K best by penalised score)."""
+    n, k = st.fin_scores.shape
+    rows = cand.rows.view(-1)
+    lp = length_penalty(float(step + 1), opts.length_penalty, opts.penalty)
+    eos_scores = torch.where(cand.finished, cand.scores / lp, float("-inf"))
+    merged, sel = torch.cat([st.fin_scores, eos_scores], dim=1).topk(k, dim=1)  # [B, K]
+    cand_tokens = torch.cat([st.alive_tokens[rows].view(n, cand.tokens.size(1), step),
+                             cand.tokens.unsqueeze(2)], dim=2)  # fmt: skip
+    cand_tokens = F.pad(cand_tokens, (0, max_steps - step - 1), value=PAD)
+    all_tokens = torch.cat([st.fin_tokens, cand_tokens], dim=1)
+    eos_raw = torch.where(cand.finished, cand.scores, float("-inf"))
+    fin_raw = torch.cat([st.fin_raw, eos_raw], 1).gather(1, sel)
+    fin_attn = st.fin_attn
+    if step_attn is not None:
+        fin_attn = _merge_attention(fin_attn, st.alive_attn, step_attn, rows, sel, n, k, step, max_steps)
+    return dataclasses.replace(
+        st,
+        fin_scores=merged,
+        fin_raw=fin_raw,
+        fin_tokens=all_tokens.gather(1, sel.unsqueeze(2).expand(-1, -1, max_steps)),
+        fin_attn=fin_attn,
+    )
+
+
+def _advance(
+    st: BeamState, cand: Candidates, dec_state: Any, step_attn: torch.Tensor | None, k: int
+) -> BeamState:
+    """Keep the best K candidates that did not end as the new alive hypotheses."""
+    alive_cand = cand.scores.masked_fill(cand.tokens == EOS, float("-inf"))
+    alive_scores, pos = alive_cand.topk(k, dim=1)  # [B, K]
+    reorder = cand.rows.gather(1, pos).view(-1)  # [B * K]
+    new_tok = cand.tokens.gather(1, pos).view(-1)
+    alive_attn = st.alive_attn
+    if step_attn is not None:
+        moved = step_attn[reorder].unsqueeze(1)
+        alive_attn = moved if alive_attn is None else torch.cat([alive_attn[reorder], moved], dim=1)
+    return dataclasses.replace(
+        st,
+        alive_scores=alive_scores,
+        alive_tokens=torch.cat([st.alive_tokens[reorder], new_tok.unsqueeze(1)], dim=1),
+        alive_attn=alive_attn,
+        prev=new_tok,
+        # the encoder output stays one row per sentence (see DecoderModel); rows fan out once, to K
+        row_max_len=st.row_max_len[reorder] if st.width == 1 else st.row_max_len,
+        dec_state=dec_state.index_select(reorder),
+    )
 
 
 def _merge_attention(
