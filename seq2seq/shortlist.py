@@ -177,7 +177,7 @@ def build_shortlist(
         prob = counts / np.bincount(key_src, weights=counts, minlength=src_vocab)[key_src]
     return Shortlist(
         _best_per_source(keys, prob, src_vocab, tgt_vocab, per_source),
-        _frequent_ids(np.asarray(tgt.values), tgt_vocab, frequent),
+        _frequent_ids(tgt.flat_ids(), tgt_vocab, frequent),
         tgt_vocab,
     )
 
@@ -209,8 +209,8 @@ def _pair_keys(src: Any, tgt: Any, sentences: np.ndarray, tgt_vocab: int) -> tup
     sentence = np.repeat(np.arange(len(sentences)), per_sentence)  # [P]
     within = np.arange(int(per_sentence.sum())) - first_pair[sentence]
     i, j = within // n[sentence], within % n[sentence]  # source and target position in the sentence
-    s = np.asarray(src.values)[np.asarray(src.offsets)[sentences][sentence] + i].astype(np.int64)
-    t = np.asarray(tgt.values)[np.asarray(tgt.offsets)[sentences][sentence] + j].astype(np.int64)
+    s = src.gather(sentences[sentence], i).astype(np.int64)
+    t = tgt.gather(sentences[sentence], j).astype(np.int64)
     tgt_position = (np.cumsum(n) - n)[sentence] + j
     return s * tgt_vocab + t, tgt_position
 

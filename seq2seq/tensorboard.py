@@ -93,7 +93,7 @@ class Board:
     ) -> None:
         """Heatmaps of the greedy translations of the first `ATTENTION_SENTENCES` sources (ids, no EOS)."""
         n_rows = min(ATTENTION_SENTENCES, len(src))
-        rows = [src.values[src.offsets[i] : src.offsets[i + 1]].tolist() for i in range(n_rows)]
+        rows = [src.row(i) for i in range(n_rows)]
         was_training = model.training
         model.eval()
         opts = SearchOptions.from_config(decode, beam=1, return_attention=True)

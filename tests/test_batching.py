@@ -45,6 +45,18 @@ def test_from_arrow_reads_every_chunk_in_place() -> None:
         assert part.__array_interface__["data"][0] == address  # a view, not a copy
 
 
+def test_rows_and_flat_ids_of_a_chunked_column_equal_the_lists() -> None:
+    """row, gather and flat_ids (the shortlist and TensorBoard read ids through them) see rows of every
+    chunk, a sliced one included, as the lists they came from."""
+    rows = [list(range(1 + i, 1 + i + i % 5)) for i in range(30)]
+    ids = pa.list_(pa.int32())
+    column = pa.chunked_array([pa.array(rows[:10], ids), pa.array(rows[7:], ids).slice(3)])
+    flat = FlatSequences.from_arrow(column)
+    assert [flat.row(i) for i in range(30)] == rows
+    assert flat.flat_ids().tolist() == [t for r in rows for t in r]
+    assert flat.gather(np.array([29, 4, 12]), np.array([0, 3, 1])).tolist() == [30, 8, 14]
+
+
 def test_batch_layout() -> None:
     corpus = ParallelCorpus(
         FlatSequences.from_lists(ROWS), FlatSequences.from_lists([[11], [12, 13], [14], []])

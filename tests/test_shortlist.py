@@ -11,9 +11,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from cli import app
 from seq2seq import Seq2SeqError, Translator
 from seq2seq.checkpoint import load_checkpoint, save_checkpoint
+from seq2seq.cli import app
 from seq2seq.config import ModelConfig
 from seq2seq.data.batching import FlatSequences
 from seq2seq.ensemble import Ensemble
@@ -264,7 +264,7 @@ def test_a_sentence_translates_the_same_alone_and_in_any_batch() -> None:
     shortlist = random_shortlist(per_source=2, frequent=3)
     opts = SearchOptions(beam=3, n_best=2, max_len_b=8)
     together = decode(model, opts, shortlist, src)
-    rows = [src.values[src.offsets[i] : src.offsets[i + 1]].tolist() for i in range(len(src))]
+    rows = [src.row(i) for i in range(len(src))]
     alone = [decode(model, opts, shortlist, flat([row]))[0] for row in rows]
     assert [[h.tokens for h in row] for row in together] == [[h.tokens for h in row] for row in alone]
     for a, b in zip(together, alone, strict=True):

@@ -87,6 +87,32 @@ class FlatSequences:
     def __len__(self) -> int:
         return len(self.lengths)
 
+    def gather(self, rows: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        """The ids at `positions` of `rows` (two int arrays of one shape), vectorised."""
+        rows = np.asarray(rows, dtype=np.int64)
+        flat = self.starts[rows].astype(np.int64) + np.asarray(positions, dtype=np.int64)
+        if len(self.parts) == 1:
+            return self.parts[0][flat]
+        out = np.empty(flat.shape, dtype=self.parts[0].dtype)
+        part_of_row = np.searchsorted(self.part_ends, rows, side="right")
+        for part in np.unique(part_of_row):
+            chosen = part_of_row == part
+            out[chosen] = self.parts[part][flat[chosen]]
+        return out
+
+    def flat_ids(self) -> np.ndarray:
+        """Every row's ids, concatenated in row order [sum of lengths]."""
+        lengths = self.lengths.astype(np.int64)
+        rows = np.repeat(np.arange(len(lengths)), lengths)
+        positions = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        return self.gather(rows, positions)
+
+    def row(self, index: int) -> list[int]:
+        """Row `index` as a list of ids."""
+        return self.gather(
+            np.full(int(self.lengths[index]), index), np.arange(int(self.lengths[index]))
+        ).tolist()
+
     def pad(self, indices: np.ndarray, prefix: int | None = None, suffix: int | None = None) -> np.ndarray:
         """Rows `indices` padded with PAD into int64 [B, max_len (+1 per added token)]; vectorised (one
         gather per chunk the rows come from)."""
