@@ -2,6 +2,7 @@
 
     DIR/model.safetensors    the weights
     DIR/config.json          the full config (model architecture, decode defaults, ...)
+    DIR/shortlist.safetensors  the decoding vocabulary shortlist, when the checkpoint has one
     DIR/spm.model            the joint SentencePiece model, or DIR/src.model and DIR/tgt.model
     DIR/README.md            a model card: data, size, validation BLEU with its signature, the command
 
@@ -25,6 +26,7 @@ from seq2seq.model import Seq2Seq, build_model, count_parameters
 from seq2seq.tokenizer import Tokenizer
 
 WEIGHTS, CONFIG, CARD = "model.safetensors", "config.json", "README.md"
+SHORTLIST = "shortlist.safetensors"
 
 
 def _safetensors() -> Any:
@@ -47,6 +49,13 @@ def export_model(checkpoint: Path, out_dir: Path) -> Path:
     weights = {k: v.detach().cpu().contiguous().clone() for k, v in payload["model"].items()}
     st.save_file(weights, str(out_dir / WEIGHTS), metadata={"format": "pt", "seq2seq": "1"})
     (out_dir / CONFIG).write_text(json.dumps(cfg.to_dict(), indent=2) + "\n", encoding="utf-8")
+    shortlist = payload.get("shortlist")
+    if shortlist is not None:  # tensors as tensors, the two integers as metadata
+        tensors = {k: shortlist[k].contiguous() for k in ("candidates", "frequent")}
+        meta = {"version": str(shortlist["version"]), "tgt_vocab": str(shortlist["tgt_vocab"])}
+        st.save_file(tensors, str(out_dir / SHORTLIST), metadata=meta)
+    else:
+        (out_dir / SHORTLIST).unlink(missing_ok=True)
     if tokenizer.joint:
         (out_dir / "spm.model").write_bytes(tokenizer.src_model)
     else:
@@ -131,3 +140,23 @@ def load_pretrained(directory: Path, device: torch.device) -> tuple[Seq2Seq, Tok
         first = str(exc).splitlines()[0][:160]
         raise Seq2SeqError(f"{directory / WEIGHTS}: does not fit {CONFIG} ({first})") from None
     return model.to(device).eval(), tokenizer, cfg
+
+
+def load_folder_shortlist(directory: Path) -> dict[str, Any] | None:
+    """The shortlist state (`seq2seq.shortlist.Shortlist.state`) an exported folder holds, or None."""
+    path = Path(directory) / SHORTLIST
+    if not path.is_file():
+        return None
+    _safetensors()  # the extra's one-line error when it is missing
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            state: dict[str, Any] = {k: f.get_tensor(k) for k in ("candidates", "frequent")}
+        state["version"], state["tgt_vocab"] = int(meta["version"]), int(meta["tgt_vocab"])
+    except (OSError, KeyError, ValueError, RuntimeError, SafetensorError) as exc:
+        raise Seq2SeqError(
+            f"{path}: not a readable shortlist ({type(exc).__name__}); export the model again"
+        ) from None
+    return state

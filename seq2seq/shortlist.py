@@ -309,11 +309,14 @@ def restrict(model: Any, shortlist: Shortlist, src_ids: torch.Tensor) -> tuple[A
 
 
 def load_shortlist(path: Path) -> Shortlist | None:
-    """The shortlist stored in checkpoint `path`, or None (an older checkpoint, or an exported folder).
+    """The shortlist stored in checkpoint `path` (or exported folder), or None (older ones have none).
 
     The file is memory-mapped, so only the shortlist's own bytes are read."""
     if Path(path).is_dir():
-        return None
+        from seq2seq.export import load_folder_shortlist
+
+        folder_state = load_folder_shortlist(Path(path))
+        return None if folder_state is None else Shortlist.from_state(folder_state, f"{path} (shortlist)")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from seq2seq import Seq2SeqError, Translator
@@ -26,11 +27,23 @@ def test_folder_holds_no_pickle(exported: Path) -> None:
         "README.md",
         "config.json",
         "model.safetensors",
+        "shortlist.safetensors",
         "spm.model",
     ]
     assert json.loads((exported / "config.json").read_text())["decode"]["beam"] == 3
     card = (exported / "README.md").read_text(encoding="utf-8")
     assert "parameters" in card and "nrefs:1|case:mixed" in card and "seq2seq train" in card
+
+
+def test_the_folder_carries_the_checkpoints_shortlist(checkpoint: Path, exported: Path) -> None:
+    from seq2seq.shortlist import load_shortlist
+
+    stored, carried = load_shortlist(checkpoint), load_shortlist(exported)
+    assert stored is not None and carried is not None
+    assert torch.equal(stored.candidates, carried.candidates) and torch.equal(
+        stored.frequent, carried.frequent
+    )
+    assert stored.tgt_vocab == carried.tgt_vocab
 
 
 @pytest.mark.parametrize("beam", [1, 3])

@@ -39,7 +39,8 @@ def other_cell(translator: Translator, cell: str) -> Translator:
 def test_inspect_traces_its_own_translation(translator: Translator) -> None:
     """The traced log-probability of the model's own greedy output is the search's, and shapes name tokens."""
     trace = translator.inspect("1999", beam=1)
-    (translation,) = translator.translate_batch(["1999"], translator.options(beam=1))
+    # the trace's log-probabilities are over the full vocabulary, as the search's without a shortlist
+    (translation,) = translator.translate_batch(["1999"], translator.options(beam=1, shortlist=False))
     best = translation.candidates[0]
     assert trace.tgt_tokens == [*best.tokens, "</s>"]
     assert trace.src_tokens == [*translation.source_tokens, "</s>"]
