@@ -57,13 +57,7 @@ TGT_LEN = 5
 def stepped(decoder: Decoder, tgt_in: torch.Tensor, state: DecoderState, enc: EncoderOutput):
     """The reference: the whole target embedded (and dropped out) once, then `_step` over it under
     autograd, as the decoder did before the fused Function."""
-    emb = decoder.emb_dropout(decoder.embed(tgt_in))
-    atts, weights = [], []
-    for t in range(tgt_in.size(1)):
-        att, state, w = decoder._step(emb[:, t], state, enc)
-        atts.append(att)
-        weights.append(w)
-    return torch.stack(atts, dim=1), torch.stack(weights, dim=1)
+    return decoder._forward_stepped(decoder.emb_dropout(decoder.embed(tgt_in)), state, enc)
 
 
 def logits_and_grads(model: Seq2Seq, fused: bool, seed: int) -> tuple[torch.Tensor, torch.Tensor, dict]:

@@ -107,8 +107,14 @@ class Decoder(nn.Module):
             return self._attend(out, enc)
         if self._fusable(emb):
             return self._forward_fused(emb, state, enc)
+        return self._forward_stepped(emb, state, enc)
+
+    def _forward_stepped(
+        self, emb: torch.Tensor, state: DecoderState, enc: EncoderOutput
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`_step` over the embedded target [B, T, E] under autograd: any mode, the fused path's reference."""
         atts, weights = [], []
-        for t in range(tgt_in.size(1)):
+        for t in range(emb.size(1)):
             att, state, w = self._step(emb[:, t], state, enc)
             atts.append(att)
             weights.append(w)
