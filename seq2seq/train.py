@@ -141,10 +141,13 @@ class TrainResult:
 
 
 def _config_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """The keys whose values differ. A key that `old` lacks (a run started by an older seq2seq, before the
+    key existed) counts as its default, so upgrading seq2seq mid-run does not block the resume."""
+    defaults = Config().to_dict()
     diffs = []
     for section, values in new.items():
         for key, value in values.items():
-            before = old.get(section, {}).get(key)
+            before = old.get(section, {}).get(key, defaults.get(section, {}).get(key))
             if before != value and f"{section}.{key}" not in RESUMABLE_CHANGES:
                 diffs.append(f"{section}.{key}: {before!r} -> {value!r}")
     return diffs

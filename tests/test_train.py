@@ -94,6 +94,17 @@ def test_other_config_on_existing_run_is_an_error(tmp_path: Path, data_dir: Path
     assert restarted.steps == 4
 
 
+def test_run_from_an_older_version_without_a_newer_key_resumes(tmp_path: Path, data_dir: Path) -> None:
+    """A last.pt whose config predates a key (decode.shortlist) resumes: the missing key is its default."""
+    train(resume_config(4), tmp_path / "r", data_dir, **QUIET)
+    last = tmp_path / "r" / "checkpoints" / "last.pt"
+    payload = torch.load(last, weights_only=True)
+    del payload["config"]["decode"]["shortlist"]
+    torch.save(payload, last)
+    resumed = train(resume_config(6), tmp_path / "r", data_dir, **QUIET)
+    assert resumed.steps == 6
+
+
 def test_non_finite_losses_are_skipped_then_stop_the_run(
     tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
