@@ -210,3 +210,24 @@ def test_every_inspect_option_is_described() -> None:
     params = typer.main.get_command(app).commands["inspect"].params  # type: ignore[attr-defined]
     for param in params:
         assert getattr(param, "help", None), f"inspect: {param.name} has no help"
+
+
+def test_a_failed_page_write_leaves_the_previous_page_whole(
+    translator: Translator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every file is written through a temporary file: a failure while rendering leaves the previous
+    index.html byte for byte, no temporary file behind, and no file the report would not have written."""
+    write_inspection(translator, SENTENCES[:1], tmp_path, figures=1, png="summary")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+
+    def broken(*args: object, **kwargs: object) -> str:
+        return "<html>\ud800"  # a lone surrogate: encoding fails once the file is open, as a full disk would
+
+    monkeypatch.setattr("seq2seq.inspect.report.render_page", broken)
+    with pytest.raises(UnicodeEncodeError):
+        write_inspection(translator, SENTENCES[1:2], tmp_path, figures=1, png="summary")
+    after = {p.name for p in tmp_path.iterdir()}
+    assert not [name for name in after if name.endswith(".tmp")]
+    assert (tmp_path / "index.html").read_bytes() == before["index.html"]
+    for name in after:
+        assert name in before, f"{name}: a new file although the page was never written"

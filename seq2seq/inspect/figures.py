@@ -14,6 +14,7 @@ import numpy as np
 from seq2seq.errors import Seq2SeqError
 from seq2seq.inspect.sentence import Trace
 from seq2seq.inspect.stats import HIST_BINS, CorpusStats
+from seq2seq.outputs import atomic_output
 
 LABELS = {
     "f": "forget f",
@@ -59,7 +60,8 @@ def tokens_of(trace: Trace, group: str) -> list[str]:
 
 
 def _save(fig: Any, path: Path) -> str:
-    fig.savefig(path)
+    with atomic_output(path, binary=True) as f:
+        fig.savefig(f.stream, format="png")
     return path.name
 
 

@@ -19,6 +19,7 @@ from seq2seq.inspect.figures import corpus_pngs, sentence_pngs
 from seq2seq.inspect.page import corpus_data, render_page, sentence_data
 from seq2seq.inspect.sentence import Trace, trace_sentences
 from seq2seq.inspect.stats import CorpusAccumulator, CorpusStats
+from seq2seq.outputs import atomic_output
 
 if TYPE_CHECKING:
     from seq2seq.translate import Translator
@@ -113,8 +114,10 @@ def write_inspection(
         "corpus": None if stats is None else corpus_data(stats, corpus_files),
     }
     index = out / "index.html"
-    index.write_text(render_page(title, data), encoding="utf-8")
-    np.savez_compressed(out / "trace.npz", allow_pickle=False, **_arrays(shown_pngs, stats))
+    with atomic_output(out / "trace.npz", binary=True) as f:  # the page last: it never names a half file
+        np.savez_compressed(f.stream, allow_pickle=False, **_arrays(shown_pngs, stats))
+    with atomic_output(index) as f:
+        f.write(render_page(title, data))
     files = (
         ["index.html", "trace.npz"]
         + [f for _, pngs in shown_pngs for _, f in pngs]
