@@ -155,7 +155,7 @@ def build_shortlist(
     co-occurrence counts. Each source subword keeps its `per_source` best targets (ties: lower id);
     source subwords never seen keep none. A corpus of more than `max_pairs` pairs is read from an evenly
     spaced sample of its sentences (memory is about 20 bytes a pair); the most frequent targets are
-    counted on all of it.
+    counted on all of it, one Arrow chunk at a time (`FlatSequences.id_counts`).
     """
     if per_source < 1 or frequent < 0 or iterations < 1:
         raise Seq2SeqError(
@@ -177,7 +177,7 @@ def build_shortlist(
         prob = counts / np.bincount(key_src, weights=counts, minlength=src_vocab)[key_src]
     return Shortlist(
         _best_per_source(keys, prob, src_vocab, tgt_vocab, per_source),
-        _frequent_ids(tgt.flat_ids(), tgt_vocab, frequent),
+        _frequent_ids(tgt.id_counts(tgt_vocab), frequent),
         tgt_vocab,
     )
 
@@ -231,10 +231,10 @@ def _best_per_source(
     return torch.from_numpy(table)
 
 
-def _frequent_ids(tgt_values: np.ndarray, tgt_vocab: int, frequent: int) -> torch.Tensor:
-    """The `frequent` most frequent target ids (ties: lower id) and the special ids, sorted."""
-    counts = np.bincount(tgt_values.astype(np.int64), minlength=tgt_vocab)
-    top = np.lexsort((np.arange(tgt_vocab), -counts))[:frequent]
+def _frequent_ids(counts: np.ndarray, frequent: int) -> torch.Tensor:
+    """The `frequent` most frequent target ids given each id's count [V] (ties: lower id), and the
+    special ids, sorted."""
+    top = np.lexsort((np.arange(len(counts)), -counts))[:frequent]
     top = top[counts[top] > 0]
     return torch.from_numpy(np.union1d(np.arange(SPECIAL_IDS), top).astype(np.int32))
 
