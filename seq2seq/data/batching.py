@@ -120,7 +120,7 @@ class FlatSequences:
         for part, lo, hi in zip(self.parts, row_begins.tolist(), self.part_ends.tolist(), strict=True):
             if hi > lo:  # a part's rows are one contiguous slice of it (a sliced chunk reads no more)
                 first, last = int(self.starts[lo]), int(self.starts[hi - 1]) + int(self.lengths[hi - 1])
-                counts += np.bincount(part[first:last], minlength=vocab_size)[:vocab_size]
+                counts += np.bincount(part[first:last], minlength=vocab_size)  # an id >= V: shape error
         return counts
 
     def row(self, index: int) -> list[int]:
