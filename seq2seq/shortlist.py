@@ -48,6 +48,8 @@ COLUMN_MULTIPLE = 16
 """The union is padded to a multiple of this many columns (with ids no sentence may emit), so the
 search's fast top-k (`seq2seq.search.top_k`) and the matmul see aligned widths."""
 STATE_VERSION = 1
+BLOCK_PAIRS = 1_000_000
+"""IBM Model 1 reads this many (source, target) position pairs at a time (about 100 bytes each)."""
 
 
 @dataclass(frozen=True)
@@ -154,8 +156,10 @@ def build_shortlist(
     (source position, target position) pair of every sentence; the first iteration is normalised
     co-occurrence counts. Each source subword keeps its `per_source` best targets (ties: lower id);
     source subwords never seen keep none. A corpus of more than `max_pairs` pairs is read from an evenly
-    spaced sample of its sentences (memory is about 20 bytes a pair); the most frequent targets are
-    counted on all of it.
+    spaced sample of its sentences. The pairs are streamed in blocks of sentences (`BLOCK_PAIRS` pairs)
+    and never held all at once: memory is the table's support plus one block, whatever the corpus size.
+    The most frequent targets are counted on all of it, one Arrow chunk at a time
+    (`FlatSequences.id_counts`).
     """
     if per_source < 1 or frequent < 0 or iterations < 1:
         raise Seq2SeqError(
@@ -163,21 +167,10 @@ def build_shortlist(
             f"(got {per_source}, {frequent}; iterations {iterations})"
         )
     per_source = min(per_source, tgt_vocab)
-    src_lengths, tgt_lengths = np.asarray(src.lengths), np.asarray(tgt.lengths)
-    sentences = _sample(src_lengths * tgt_lengths, max_pairs)
-    pair_keys, tgt_occurrence = _pair_keys(src, tgt, sentences, tgt_vocab)  # [P], [P]
-    keys, index = np.unique(pair_keys, return_inverse=True)  # the support of the table, sorted
-    del pair_keys
-    key_src = keys // tgt_vocab
-    prob = np.ones(len(keys))  # uniform start: the first E step counts co-occurrences
-    for _ in range(iterations):
-        p = prob[index]
-        norm = np.bincount(tgt_occurrence, weights=p)  # per target position: sum over its sentence's sources
-        counts = np.bincount(index, weights=p / norm[tgt_occurrence], minlength=len(keys))
-        prob = counts / np.bincount(key_src, weights=counts, minlength=src_vocab)[key_src]
+    keys, prob = _model1(src, tgt, src_vocab, tgt_vocab, iterations, max_pairs, BLOCK_PAIRS)
     return Shortlist(
         _best_per_source(keys, prob, src_vocab, tgt_vocab, per_source),
-        _frequent_ids(tgt.flat_ids(), tgt_vocab, frequent),
+        _frequent_ids(tgt.id_counts(tgt_vocab), frequent),
         tgt_vocab,
     )
 
@@ -200,10 +193,53 @@ def _sample(pairs: np.ndarray, max_pairs: int) -> np.ndarray:
     return np.unique((np.arange(int(len(pairs) / step)) * step).astype(np.int64))
 
 
+def _blocks(pairs: np.ndarray, block_pairs: int) -> list[slice]:
+    """Consecutive runs of sentences holding at most `block_pairs` pairs each (a longer sentence is a
+    run of its own), given each sentence's pair count [N]."""
+    ends = np.cumsum(pairs)
+    cuts, lo = [], 0
+    while lo < len(pairs):
+        reach = (ends[lo - 1] if lo else 0) + block_pairs
+        hi = max(lo + 1, int(np.searchsorted(ends, reach, side="right")))
+        cuts.append(slice(lo, hi))
+        lo = hi
+    return cuts
+
+
+def _model1(
+    src: Any, tgt: Any, src_vocab: int, tgt_vocab: int, iterations: int, max_pairs: int, block_pairs: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """IBM Model 1 p(t | s) over the sampled sentences: the support's keys s * V + t, sorted [K], and
+    their probabilities [K]. Each pass reads the pairs again block by block (see `build_shortlist`)."""
+    src_lengths, tgt_lengths = np.asarray(src.lengths), np.asarray(tgt.lengths)
+    sentences = _sample(src_lengths.astype(np.int64) * tgt_lengths, max_pairs)
+    blocks = _blocks(src_lengths[sentences].astype(np.int64) * tgt_lengths[sentences], block_pairs)
+    keys = np.zeros(0, dtype=np.int64)
+    for block in blocks:  # the support of the table, sorted: merged block by block
+        keys = np.concatenate([keys, np.sort(_pair_keys(src, tgt, sentences[block], tgt_vocab)[0])])
+        keys.sort(kind="stable")  # two sorted runs: a linear merge
+        keys = keys[np.concatenate([[True], keys[1:] != keys[:-1]])]
+    key_src = keys // tgt_vocab
+    prob = np.ones(len(keys))  # uniform start: the first E step counts co-occurrences
+    for _ in range(iterations):
+        counts = np.zeros(len(keys))
+        for block in blocks:
+            pair_keys, tgt_occurrence = _pair_keys(src, tgt, sentences[block], tgt_vocab)  # [P], [P]
+            order = np.argsort(pair_keys)  # sorted queries search faster (cache)
+            index = np.empty_like(order)
+            index[order] = np.searchsorted(keys, pair_keys[order])
+            p = prob[index]
+            norm = np.bincount(tgt_occurrence, weights=p)  # per target position: sum over its sources
+            counts += np.bincount(index, weights=p / norm[tgt_occurrence], minlength=len(keys))
+        prob = counts / np.bincount(key_src, weights=counts, minlength=src_vocab)[key_src]
+    return keys, prob
+
+
 def _pair_keys(src: Any, tgt: Any, sentences: np.ndarray, tgt_vocab: int) -> tuple[np.ndarray, np.ndarray]:
     """For the given sentences: the key s * V + t of every (source position, target position) pair [P],
     and the index of the pair's target position among their target positions [P]."""
-    m, n = np.asarray(src.lengths)[sentences], np.asarray(tgt.lengths)[sentences]
+    m = np.asarray(src.lengths)[sentences].astype(np.int64)
+    n = np.asarray(tgt.lengths)[sentences].astype(np.int64)
     per_sentence = m * n
     first_pair = np.cumsum(per_sentence) - per_sentence
     sentence = np.repeat(np.arange(len(sentences)), per_sentence)  # [P]
@@ -231,10 +267,10 @@ def _best_per_source(
     return torch.from_numpy(table)
 
 
-def _frequent_ids(tgt_values: np.ndarray, tgt_vocab: int, frequent: int) -> torch.Tensor:
-    """The `frequent` most frequent target ids (ties: lower id) and the special ids, sorted."""
-    counts = np.bincount(tgt_values.astype(np.int64), minlength=tgt_vocab)
-    top = np.lexsort((np.arange(tgt_vocab), -counts))[:frequent]
+def _frequent_ids(counts: np.ndarray, frequent: int) -> torch.Tensor:
+    """The `frequent` most frequent target ids given each id's count [V] (ties: lower id), and the
+    special ids, sorted."""
+    top = np.lexsort((np.arange(len(counts)), -counts))[:frequent]
     top = top[counts[top] > 0]
     return torch.from_numpy(np.union1d(np.arange(SPECIAL_IDS), top).astype(np.int32))
 

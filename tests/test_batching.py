@@ -45,16 +45,68 @@ def test_from_arrow_reads_every_chunk_in_place() -> None:
         assert part.__array_interface__["data"][0] == address  # a view, not a copy
 
 
-def test_rows_and_flat_ids_of_a_chunked_column_equal_the_lists() -> None:
-    """row, gather and flat_ids (the shortlist and TensorBoard read ids through them) see rows of every
-    chunk, a sliced one included, as the lists they came from."""
+def test_rows_and_id_counts_of_a_chunked_column_equal_the_lists() -> None:
+    """row, gather and id_counts (the shortlist and TensorBoard read ids through them) see rows of every
+    chunk, a sliced one included, as the lists they came from; ids outside the slice are not counted."""
     rows = [list(range(1 + i, 1 + i + i % 5)) for i in range(30)]
     ids = pa.list_(pa.int32())
     column = pa.chunked_array([pa.array(rows[:10], ids), pa.array(rows[7:], ids).slice(3)])
     flat = FlatSequences.from_arrow(column)
     assert [flat.row(i) for i in range(30)] == rows
-    assert flat.flat_ids().tolist() == [t for r in rows for t in r]
+    expected = np.bincount(np.array([t for r in rows for t in r]), minlength=40)
+    assert flat.id_counts(40).tolist() == expected.tolist()
+    assert FlatSequences.from_lists(rows).id_counts(40).tolist() == expected.tolist()
     assert flat.gather(np.array([29, 4, 12]), np.array([0, 3, 1])).tolist() == [30, 8, 14]
+
+
+def _chunked(rows: list[list[int]], chunk_rows: list[int]) -> pa.ChunkedArray:
+    """`rows` as a list<int32> column cut into chunks of the given sizes (the last chunk sliced)."""
+    ids, chunks, lo = pa.list_(pa.int32()), [], 0
+    for n in chunk_rows:
+        chunks.append(pa.array(rows[lo : lo + n], ids))
+        lo += n
+    chunks.append(pa.array([[99, 98], *rows[lo:]], ids).slice(1))  # ids the slice hides stay hidden
+    return pa.chunked_array(chunks)
+
+
+def _reference_pad(
+    rows: list[list[int]], indices: np.ndarray, prefix: int | None, suffix: int | None
+) -> list:
+    """Padding done one row at a time, in plain Python."""
+    padded = [([prefix] if prefix is not None else []) + rows[i] + ([suffix] if suffix is not None else [])
+              for i in indices]  # fmt: skip
+    width = max((len(r) for r in padded), default=0)
+    return [r + [PAD] * (width - len(r)) for r in padded]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_vectorised_reads_of_a_multi_chunk_column_equal_a_plain_gather(seed: int) -> None:
+    """pad and gather over many chunks (empty rows, empty chunks, rows at chunk borders, repeated and
+    unsorted indices) equal a row-by-row reference, and id_counts equals counting the concatenation."""
+    rng = np.random.default_rng(seed)
+    n = 200
+    rows = [rng.integers(4, 60, rng.integers(0, 7)).tolist() for _ in range(n)]
+    sizes = rng.integers(0, 30, 40)
+    sizes = sizes[np.cumsum(sizes) < n].tolist()
+    flat = FlatSequences.from_arrow(_chunked(rows, sizes))
+    borders = np.cumsum(sizes)
+    indices = np.concatenate(
+        [borders[borders < n], borders[borders > 0] - 1, [0, n - 1], rng.integers(0, n, 50)]
+    )
+    rng.shuffle(indices)
+    for prefix, suffix in ((None, None), (BOS, None), (None, EOS), (BOS, EOS)):
+        got = flat.pad(indices, prefix=prefix, suffix=suffix)
+        assert got.dtype == np.int64 and got.tolist() == _reference_pad(rows, indices, prefix, suffix)
+    picked = rng.choice([i for i in range(n) if rows[i]], (4, 6))  # unsorted, with repeats
+    at = rng.integers(0, 1000, picked.shape) % flat.lengths[picked]
+    expected = [
+        [rows[i][j] for i, j in zip(r, p, strict=True)]
+        for r, p in zip(picked.tolist(), at.tolist(), strict=True)
+    ]
+    assert flat.gather(picked, at).tolist() == expected
+    counts = flat.id_counts(64)
+    assert counts.tolist() == np.bincount([t for r in rows for t in r], minlength=64).tolist()
+    assert flat.pad(np.array([], dtype=np.int64), suffix=EOS).shape == (0, 1)
 
 
 def test_batch_layout() -> None:

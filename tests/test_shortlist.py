@@ -24,6 +24,8 @@ from seq2seq.shortlist import (
     SPECIAL_IDS,
     Shortlist,
     ShortlistModel,
+    _blocks,
+    _model1,
     _sample,
     build_shortlist,
     coverage,
@@ -96,6 +98,54 @@ def test_a_large_corpus_is_read_from_an_evenly_spaced_sample_of_sentences() -> N
     sample = _sample(pairs, 17)
     assert sample.tolist() == [0, 2, 4, 6]
     assert corpus_shortlist(per_source=2, max_pairs=4).candidates.shape == (V, 2)
+
+
+def _reference_model1(pairs: list[tuple[list[int], list[int]]], vocab: int, iterations: int) -> np.ndarray:
+    """IBM Model 1 (no NULL word) by the textbook, one position at a time: p(t | s) as [V, V]."""
+    prob = np.zeros((vocab, vocab))
+    for src, tgt in pairs:
+        prob[np.ix_(src, tgt)] = 1.0  # uniform start over co-occurring pairs
+    for _ in range(iterations):
+        counts = np.zeros((vocab, vocab))
+        for src, tgt in pairs:
+            for t in tgt:
+                norm = sum(prob[s, t] for s in src)
+                for s in src:
+                    counts[s, t] += prob[s, t] / norm
+        totals = counts.sum(1, keepdims=True)
+        prob = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+    return prob
+
+
+@pytest.mark.parametrize("block_pairs", [1, 7, 40, 10**9])
+def test_model1_streamed_in_blocks_equals_the_textbook_em(block_pairs: int) -> None:
+    """Blocks of sentences (one sentence each, several, or all at once) give the same table as EM over
+    the whole corpus at once, held as a dense [V, V] array; only co-occurring pairs are in the support."""
+    rng = np.random.default_rng(3)
+    vocab = 20
+    sides = [rng.integers(4, vocab, rng.integers(1, 6)).tolist() for _ in range(80)]
+    pairs = list(zip(sides[::2], sides[1::2], strict=True))
+    src, tgt = flat([s for s, _ in pairs]), flat([t for _, t in pairs])
+    keys, prob = _model1(src, tgt, vocab, vocab, iterations=3, max_pairs=10**9, block_pairs=block_pairs)
+    expected = _reference_model1(pairs, vocab, 3)
+    assert np.array_equal(keys, np.flatnonzero(expected.ravel() > 0))
+    np.testing.assert_allclose(prob, expected.ravel()[keys], rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("pairs", "block_pairs", "expected"),
+    [
+        ([4, 1, 9, 4], 5, [(0, 2), (2, 3), (3, 4)]),
+        ([4, 1, 9, 4], 100, [(0, 4)]),
+        ([4, 1, 9, 4], 1, [(0, 1), (1, 2), (2, 3), (3, 4)]),
+        ([2, 2, 2, 2, 2], 4, [(0, 2), (2, 4), (4, 5)]),
+        ([], 4, []),
+    ],
+)
+def test_blocks_cut_the_sentences_into_runs_within_the_budget(
+    pairs: list[int], block_pairs: int, expected: list[tuple[int, int]]
+) -> None:
+    assert [(b.start, b.stop) for b in _blocks(np.array(pairs, dtype=np.int64), block_pairs)] == expected
 
 
 def test_the_table_is_small_ints() -> None:

@@ -90,22 +90,38 @@ class FlatSequences:
     def gather(self, rows: np.ndarray, positions: np.ndarray) -> np.ndarray:
         """The ids at `positions` of `rows` (two int arrays of one shape), vectorised."""
         rows = np.asarray(rows, dtype=np.int64)
-        flat = self.starts[rows].astype(np.int64) + np.asarray(positions, dtype=np.int64)
+        flat = (self.starts[rows].astype(np.int64) + np.asarray(positions, dtype=np.int64)).ravel()
+        rows = rows.ravel()
+        if len(rows) < 2 or bool(np.all(rows[1:] >= rows[:-1])):
+            return self._take_sorted(rows, flat).reshape(np.shape(positions))
+        order = np.argsort(rows, kind="stable")
+        out = np.empty_like(flat, dtype=self.parts[0].dtype)
+        out[order] = self._take_sorted(rows[order], flat[order])
+        return out.reshape(np.shape(positions))
+
+    def _take_sorted(self, rows: np.ndarray, flat: np.ndarray) -> np.ndarray:
+        """The ids at `flat` (positions in the flat arrays) of `rows` ([N] each, rows non-decreasing):
+        one numpy gather per part the rows read, found by a binary search of the part ends in `rows`."""
         if len(self.parts) == 1:
             return self.parts[0][flat]
-        out = np.empty(flat.shape, dtype=self.parts[0].dtype)
-        part_of_row = np.searchsorted(self.part_ends, rows, side="right")
-        for part in np.unique(part_of_row):
-            chosen = part_of_row == part
-            out[chosen] = self.parts[part][flat[chosen]]
+        ends = np.searchsorted(rows, self.part_ends, side="left")  # part k reads [ends[k - 1], ends[k])
+        begins = np.concatenate([[0], ends[:-1]])
+        read = np.flatnonzero(ends > begins)
+        out = np.empty(len(flat), dtype=self.parts[0].dtype)
+        for part, lo, hi in zip(read.tolist(), begins[read].tolist(), ends[read].tolist(), strict=True):
+            out[lo:hi] = self.parts[part][flat[lo:hi]]
         return out
 
-    def flat_ids(self) -> np.ndarray:
-        """Every row's ids, concatenated in row order [sum of lengths]."""
-        lengths = self.lengths.astype(np.int64)
-        rows = np.repeat(np.arange(len(lengths)), lengths)
-        positions = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-        return self.gather(rows, positions)
+    def id_counts(self, vocab_size: int) -> np.ndarray:
+        """How often each id occurs over all rows [vocab_size] (int64): one `np.bincount` per part, so
+        memory stays that of one part whatever the corpus size."""
+        counts = np.zeros(vocab_size, dtype=np.int64)
+        row_begins = np.concatenate([[0], self.part_ends[:-1]])
+        for part, lo, hi in zip(self.parts, row_begins.tolist(), self.part_ends.tolist(), strict=True):
+            if hi > lo:  # a part's rows are one contiguous slice of it (a sliced chunk reads no more)
+                first, last = int(self.starts[lo]), int(self.starts[hi - 1]) + int(self.lengths[hi - 1])
+                counts += np.bincount(part[first:last], minlength=vocab_size)  # an id >= V: shape error
+        return counts
 
     def row(self, index: int) -> list[int]:
         """Row `index` as a list of ids."""
@@ -114,27 +130,26 @@ class FlatSequences:
         ).tolist()
 
     def pad(self, indices: np.ndarray, prefix: int | None = None, suffix: int | None = None) -> np.ndarray:
-        """Rows `indices` padded with PAD into int64 [B, max_len (+1 per added token)]; vectorised (one
-        gather per chunk the rows come from)."""
-        lengths = self.lengths[indices].astype(np.int64)
-        extra = (prefix is not None) + (suffix is not None)
-        width = int(lengths.max(initial=0)) + extra
-        start = 1 if prefix is not None else 0
-        cols = np.arange(width)[None, :] - start
-        inside = (cols >= 0) & (cols < lengths[:, None])
-        positions = self.starts[indices].astype(np.int64)[:, None] + cols
-        out = np.full(inside.shape, PAD, dtype=np.int64)
-        if len(self.parts) == 1:
-            out[inside] = self.parts[0][positions[inside]]
-        else:
-            part_of_row = np.searchsorted(self.part_ends, indices, side="right")
-            for part in np.unique(part_of_row):
-                chosen = inside & (part_of_row == part)[:, None]
-                out[chosen] = self.parts[part][positions[chosen]]
+        """Rows `indices` padded with PAD into int64 [B, max_len (+1 per added token)].
+
+        Vectorised: the rows are visited in sorted order, so each part (Arrow chunk) they read is one
+        numpy gather, and the ids land in the preallocated batch through one flat scatter."""
+        indices = np.asarray(indices, dtype=np.int64)
+        order = np.argsort(indices, kind="stable")  # [B] batch rows in row order
+        rows = indices[order]
+        lengths = self.lengths[rows].astype(np.int64)  # [B] in row order
+        start = int(prefix is not None)
+        width = int(lengths.max(initial=0)) + start + (suffix is not None)
+        out = np.full((len(indices), width), PAD, dtype=np.int64)
+        first = np.cumsum(lengths) - lengths  # [B] each row's first token among all tokens
+        within = np.arange(int(lengths.sum())) - np.repeat(first, lengths)  # [tokens] column in the row
+        token_rows = np.repeat(rows, lengths)  # [tokens], non-decreasing
+        ids = self._take_sorted(token_rows, np.repeat(self.starts[rows].astype(np.int64), lengths) + within)
+        out.reshape(-1)[np.repeat(order * width + start, lengths) + within] = ids
         if prefix is not None:
             out[:, 0] = prefix
         if suffix is not None:
-            out[np.arange(len(indices)), lengths + start] = suffix
+            out[order, lengths + start] = suffix
         return out
 
 
