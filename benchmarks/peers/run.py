@@ -12,7 +12,7 @@ OUT/peers.json and OUT/peers.md.
 
 A peer's clock starts at its first training step (its log line) and it gets SIGINT after the budget;
 seq2seq stops itself (`train.max_minutes`), validation included. Joey saves its weights on SIGINT; OpenNMT-py
-does not, so it saves a checkpoint every 50 updates and the newest is decoded. This module imports neither
+does not, so it saves a checkpoint every 25 updates and the newest is decoded. This module imports neither
 peer: their commands run in their own virtual environments under ~/.cache/seq2seq-peers.
 """
 
@@ -44,7 +44,9 @@ BEAMS = (5, 1)
 LANGS = ("en", "de")
 SPLITS = ("train", "val", "test")
 SPM_SPECIALS = ("<pad>", "<unk>", "<s>", "</s>")
-ONMT_SAVE_EVERY = 50  # updates between OpenNMT-py checkpoints: it saves nothing when stopped
+ONMT_SAVE_EVERY = (
+    25  # updates between OpenNMT-py checkpoints (--onmt-save-every): it saves nothing when stopped
+)
 LOG_EVERY = 20  # updates per training log line (the tokens/s windows), every toolkit
 
 
@@ -114,7 +116,9 @@ class Corpus:
         return self.dir / "vocab.joey"
 
 
-def onmt_config(arch: Arch, corpus: Corpus, work: Path, vocab_size: int) -> dict[str, Any]:
+def onmt_config(
+    arch: Arch, corpus: Corpus, work: Path, vocab_size: int, save_every: int = ONMT_SAVE_EVERY
+) -> dict[str, Any]:
     """onmt_train's YAML: bi-LSTM encoder (`brnn`: enc_hid_size counts both directions), input-feeding LSTM
     decoder with general attention, output layer tied to the target embeddings, constant Adam lr."""
     train = corpus.split("train")
@@ -123,7 +127,7 @@ def onmt_config(arch: Arch, corpus: Corpus, work: Path, vocab_size: int) -> dict
         "src_vocab": str(corpus.onmt_vocab), "share_vocab": True,
         "src_vocab_size": vocab_size, "tgt_vocab_size": vocab_size, "vocab_size_multiple": 1,
         "data": {"corpus_1": {"path_src": f"{train}.en", "path_tgt": f"{train}.de"}},
-        "save_model": str(work / "model"), "save_checkpoint_steps": ONMT_SAVE_EVERY, "keep_checkpoint": 2,
+        "save_model": str(work / "model"), "save_checkpoint_steps": save_every, "keep_checkpoint": 2,
         "train_steps": 10_000_000, "valid_steps": 10_000_000, "report_every": LOG_EVERY,
         "log_file": str(work / "train.log"), "seed": 1,
         "world_size": 1, "gpu_ranks": [], "num_workers": 0, "bucket_size": 32768,
@@ -146,7 +150,7 @@ def joey_config(
     """`python -m joeynmt train|translate` YAML: the same model in Joey's terms (pre-encoded pieces read as
     words, the output layer tied to the target embeddings, a constant lr: `exponential` with factor 1.0)."""
     side = {"level": "word", "voc_file": str(corpus.joey_vocab), "lowercase": False, "max_length": -1}
-    embeddings = {"embedding_dim": arch.emb_size, "scale": False}
+    embeddings = {"embedding_dim": arch.emb_size, "scale": False, "dropout": arch.dropout}
     testing: dict[str, Any] = {
         "beam_size": beam, "beam_alpha": arch.length_penalty if beam > 1 else -1,
         "batch_size": arch.decode_batch_tokens // beam, "batch_type": "token",
@@ -177,13 +181,13 @@ def joey_config(
             "encoder": {
                 "type": "recurrent", "rnn_type": "lstm", "bidirectional": True, "embeddings": embeddings,
                 "hidden_size": arch.enc_hidden, "num_layers": arch.enc_layers,
-                "dropout": arch.dropout, "emb_dropout": arch.dropout,
+                "dropout": arch.dropout,
             },
             "decoder": {
                 "type": "recurrent", "rnn_type": "lstm", "embeddings": embeddings,
                 "hidden_size": arch.dec_hidden, "num_layers": 1, "attention": "luong", "input_feeding": True,
                 "init_hidden": "bridge",
-                "dropout": arch.dropout, "hidden_dropout": arch.dropout, "emb_dropout": arch.dropout,
+                "dropout": arch.dropout, "hidden_dropout": arch.dropout,
             },
         },
     }  # fmt: skip
@@ -427,6 +431,7 @@ class Bench:
     references: list[str]
     minutes: float
     out: Path
+    onmt_save_every: int = ONMT_SAVE_EVERY
 
 
 def score(bench: Bench, beam: int, hyp_lines: list[str], seconds: float | None, command: float) -> Decode:
@@ -451,7 +456,9 @@ def run_onmt(bench: Bench) -> list[Row]:
     work = _fresh(bench.out / "onmt")
     bin_dir = PEERS_HOME / "onmt" / "bin"
     config = work / "train.yaml"
-    config.write_text(yaml.safe_dump(onmt_config(bench.arch, bench.corpus, work, bench.vocab_size)))
+    config.write_text(
+        yaml.safe_dump(onmt_config(bench.arch, bench.corpus, work, bench.vocab_size, bench.onmt_save_every))
+    )
     env = thread_env(TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD="1")  # its checkpoints need pickle under torch >= 2.6
     print(f"OpenNMT-py: training {bench.minutes} min ({work})", file=sys.stderr)
     train_for([str(bin_dir / "onmt_train"), "-config", str(config)], work / "train.out", bench.minutes,
@@ -611,15 +618,16 @@ def machine() -> str:
     return f"{model}, {os.cpu_count()} cores, {THREADS} threads each"
 
 
-def report(rows: Sequence[Row], minutes: float, when: str) -> str:
+def report(rows: Sequence[Row], minutes: float, when: str, loads: dict[str, float]) -> str:
     signatures = sorted({d.signature for r in rows for d in r.decodes.values()})
+    load = ", ".join(f"{name} {value:.2f}" for name, value in loads.items())
     return "\n".join([
         f"Multi30k en->de, test_2016_flickr (1,000 sentences); {minutes:g} min of training each; {when}; "
         f"{machine()}",
         "", results_table(rows), "", ratio_table(rows), "",
         "train tgt tok/s: median of the toolkit's own log windows; updates: done in the budget; "
         "decoding: the toolkit's own timer (model loading excluded) / the whole command; BLEU: sacreBLEU "
-        + "; ".join(signatures),
+        + "; ".join(signatures) + f"; 1-minute load average after each toolkit: {load}",
     ])  # fmt: skip
 
 
@@ -648,6 +656,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         "subdirectories are replaced)")  # fmt: skip
     parser.add_argument("--data", type=Path, help="an existing `seq2seq preprocess` output of the recipe")
     parser.add_argument("--skip", action="append", default=[], choices=TOOLKITS, help="repeatable")
+    parser.add_argument("--onmt-save-every", type=int, default=ONMT_SAVE_EVERY,
+                        help="updates between OpenNMT-py's checkpoints, the newest is decoded")  # fmt: skip
     parser.add_argument("--recipe", type=Path, default=RECIPE, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -670,13 +680,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     corpus, vocab_size = encode_corpus(spm_model, raw, out / "spm")
     references = Path(f"{raw['test']}.de").read_text(encoding="utf-8").splitlines()
     bench = Bench(arch, corpus, vocab_size, spm_model, data, args.recipe.resolve(), Path(f"{raw['test']}.en"),
-                  references, args.minutes, out)  # fmt: skip
+                  references, args.minutes, out, args.onmt_save_every)  # fmt: skip
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     rows: list[Row] = []
+    loads: dict[str, float] = {}  # what else ran: a 1-minute load average well above 2 means other work
     for toolkit in toolkits:
         rows += RUNNERS[toolkit](bench)
-        (out / "peers.json").write_text(json.dumps(to_json(rows, args.minutes, when, arch), indent=1) + "\n")
-    text = report(rows, args.minutes, when)
+        loads[toolkit] = round(os.getloadavg()[0], 2)
+        document = {**to_json(rows, args.minutes, when, arch), "load_average_1min": loads}
+        (out / "peers.json").write_text(json.dumps(document, indent=1) + "\n")
+    text = report(rows, args.minutes, when, loads)
     (out / "peers.md").write_text(text + "\n", encoding="utf-8")
     print(text)
 
