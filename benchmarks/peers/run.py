@@ -349,6 +349,9 @@ def _tail(path: Path, lines: int = 15) -> str:
 def train_for(cmd: list[str], log_path: Path, minutes: float, started: str, env: dict[str, str]) -> float:
     """Run a peer's training; its clock starts when `started` appears in its output (its first epoch or
     training loop), and it gets SIGINT `minutes` later. Returns the seconds from start-up to exit."""
+    # A SIGINT this process ignores (a background job of a non-interactive shell) stays ignored across exec;
+    # one it handles is reset to the default there, so the peer can be interrupted.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     begin = time.perf_counter()
     with open(log_path, "w", encoding="utf-8") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
@@ -361,10 +364,11 @@ def train_for(cmd: list[str], log_path: Path, minutes: float, started: str, env:
         elif time.perf_counter() - clock >= 60 * minutes:
             os.killpg(proc.pid, signal.SIGINT)
             try:
-                proc.wait(timeout=180)
+                proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+                raise SystemExit(f"{cmd[0]} went on training 60 s after SIGINT; {log_path}") from None
             break
     if clock is None:
         raise SystemExit(
