@@ -197,3 +197,9 @@ def test_load_clients_count_answers_errors_and_differences(checkpoint: Path, tmp
     assert (level.clients, level.sentences, level.errors, level.mismatches) == (3, 8, 1, 1)
     assert len(level.latencies) == 8 and level.percentile(0.99) >= level.percentile(0.5) > 0
     assert server_cpu > 0 and level.client_cpu_s > 0 and 1 <= mean_batch <= 3
+
+
+def test_the_serve_extra_gives_uvicorn_its_c_event_loop_and_http_parser() -> None:
+    from seq2seq.serve.server import http_stack
+
+    assert http_stack() == ("uvloop", "httptools")
