@@ -133,6 +133,9 @@ class Translator:
         shortlist: Shortlist | None = None,
     ) -> None:
         self.model, self.tokenizer, self.cfg, self.device = model.eval(), tokenizer, cfg, device
+        for member in model.models if isinstance(model, Ensemble) else [model]:
+            if isinstance(member, Seq2Seq):  # the weights are done changing (seq2seq.model.lookup)
+                member.decoder.enable_lookup()
         self.bf16 = bf16
         """Decode under bf16 autocast: matmuls and LSTMs in bf16, softmax and scores in fp32."""
         self.shortlist = shortlist

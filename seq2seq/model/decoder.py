@@ -21,6 +21,7 @@ from seq2seq.model.attention import Attention
 from seq2seq.model.dropout import Dropout
 from seq2seq.model.encoder import EncoderOutput, make_rnn
 from seq2seq.model.feeding import LstmFeedingAttention
+from seq2seq.model.lookup import LookupLstmStep
 
 
 class DecoderState(NamedTuple):
@@ -65,6 +66,9 @@ class Decoder(nn.Module):
         self.attention = Attention(attention, hidden, enc_size)
         self.combine = nn.Linear(enc_size + hidden, hidden, bias=False)
         self.out_dropout = Dropout(out_dropout)
+        self._lookup: LookupLstmStep | None = None
+        self.lookup_enabled = False
+        """Look the embedding's input projection up in inference (`enable_lookup`)."""
 
     def _rnn_state(self, state: DecoderState) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         return state.hidden if state.cell is None else (state.hidden, state.cell)
@@ -78,8 +82,39 @@ class Decoder(nn.Module):
         self, prev: torch.Tensor, state: DecoderState, enc: EncoderOutput
     ) -> tuple[torch.Tensor, DecoderState, torch.Tensor]:
         """prev [N] token ids -> attentional vector [N, H], new state, attention weights [N, S] (N = B x G
-        rows against the B sentences of `enc`, see `Attention`)."""
-        return self._step(self.emb_dropout(self.embed(prev)), state, enc)
+        rows against the B sentences of `enc`, see `Attention`).
+
+        After `enable_lookup`, in inference (eval mode, no gradient, no autocast) a one-layer LSTM looks
+        its embedding input projection up (`seq2seq.model.lookup`); otherwise the step runs `nn.LSTM`."""
+        lookup = self._lookup_step(prev)
+        if lookup is None:
+            return self._step(self.emb_dropout(self.embed(prev)), state, enc)
+        assert state.cell is not None
+        feed = state.feed if self.input_feeding else None
+        hidden, cell = lookup(prev, feed, state.hidden[0], state.cell[0])
+        att, weights = self._attend(hidden.unsqueeze(1), enc)
+        att = att.squeeze(1)
+        return att, DecoderState(hidden.unsqueeze(0), cell.unsqueeze(0), att), weights.squeeze(1)
+
+    def enable_lookup(self) -> None:
+        """Let inference steps use a lookup table of the embedding's input projection, built at the first
+        step. For models whose weights are done changing (`Translator` enables it): the table follows
+        in-place updates that autograd counts, but fused optimizers change weights without a trace."""
+        self.lookup_enabled, self._lookup = True, None
+
+    def _lookup_step(self, prev: torch.Tensor) -> LookupLstmStep | None:
+        """The lookup step when it applies now, made (again) for the current embedding and LSTM."""
+        if (
+            not self.lookup_enabled
+            or self.training
+            or torch.is_grad_enabled()
+            or torch.is_autocast_enabled(prev.device.type)
+            or not LookupLstmStep.applies(self.embed, self.rnn)
+        ):
+            return None
+        if self._lookup is None or self._lookup.rnn is not self.rnn or self._lookup.embed is not self.embed:
+            self._lookup = LookupLstmStep(self.embed, self.rnn)  # type: ignore[arg-type]
+        return self._lookup
 
     def _step(
         self, emb: torch.Tensor, state: DecoderState, enc: EncoderOutput
