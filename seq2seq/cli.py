@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -649,6 +650,12 @@ def serve(
     max_queue: Annotated[int, typer.Option(help="Requests waiting per model (503 when full).")] = 256,
     batch_tokens: Annotated[int, typer.Option(help="Source tokens x beam merged into one search.")] = 12000,
     max_wait_ms: Annotated[float, typer.Option(help="Wait for more requests to join a batch.")] = 5.0,
+    decoders: Annotated[
+        int,
+        typer.Option(
+            help="Batched searches side by side per model (0: one per CPU core, each a process; 1 on GPU)."
+        ),
+    ] = 0,
     request_timeout: Annotated[float, typer.Option(help="Seconds before a request gets 504.")] = 30.0,
     body_timeout: Annotated[float, typer.Option(help="Seconds to receive a body before 408.")] = 10.0,
     access_log: Annotated[bool, typer.Option(help="JSON-lines access log on stderr.")] = True,
@@ -660,17 +667,28 @@ def serve(
     with _user_errors(ctx):
         _check_finite(max_wait_ms=max_wait_ms, request_timeout=request_timeout, body_timeout=body_timeout)
         try:
-            from seq2seq.serve import ServeOptions, load_translators, parse_model_specs, run_server
+            from seq2seq.serve import (
+                ServeOptions,
+                default_decoders,
+                load_translators,
+                parse_model_specs,
+                run_server,
+            )
         except ImportError as exc:
             raise Seq2SeqError(
                 f"serve needs the serve extra ({exc.name} missing): pip install 'seq2seq[serve]'"
             ) from None
+        if decoders < 0:
+            raise Seq2SeqError(f"--decoders: must be 0 (one per CPU core) or more, got {decoders}")
         opts = ServeOptions(
             max_body_bytes=max_body_bytes, max_lines=max_lines, max_line_chars=max_line_chars,
             max_beam=max_beam, max_queue=max_queue, batch_tokens=batch_tokens, max_wait_ms=max_wait_ms,
             request_timeout_s=request_timeout, body_timeout_s=body_timeout, api_key=api_key,
+            decoders=decoders or 1,
         )  # fmt: skip
         translators = load_translators(parse_model_specs(model), device, quantize, bf16)
+        if not decoders:
+            opts = dataclasses.replace(opts, decoders=default_decoders(translators.values()))
         if bf16 and not any(t.bf16 for t in translators.values()):
             _err("warning: no native bf16 arithmetic here: --bf16 ignored, decoding in fp32")
         if host not in ("127.0.0.1", "localhost", "::1") and not api_key:

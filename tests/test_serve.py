@@ -17,11 +17,12 @@ pytest.importorskip("httpx")
 from starlette.testclient import TestClient
 
 from seq2seq.errors import Seq2SeqError
+from seq2seq.search import SearchOptions
 from seq2seq.serve import ServeOptions, create_app, parse_model_specs
 from seq2seq.serve.errors import HTTPError
 from seq2seq.serve.languages import language_list
 from seq2seq.serve.payload import text_lines
-from seq2seq.translate import Translator
+from seq2seq.translate import Translation, Translator
 
 
 @pytest.fixture(scope="module")
@@ -345,6 +346,7 @@ def test_http_error_body() -> None:
         (["--model", "nope.pt"], "checkpoint nope.pt not found"),
         (["--model", "a b=nope.pt"], "model name"),
         (["--model", "x.pt", "--max-lines", "0"], "--max-lines: must be positive"),
+        (["--model", "x.pt", "--decoders", "-1"], "--decoders: must be 0"),
     ],
 )
 def test_cli_serve_errors_are_one_line(args: list[str], says: str) -> None:
@@ -461,3 +463,97 @@ def test_answered_requests_rejoin_the_waiting_ones(translator: Translator) -> No
     metrics = asyncio.run(run())
     assert metrics.batch_requests.totals["t"] <= 5  # 4, then 8, 8, 8, then 4
     assert metrics.sentences["t"] == 32
+
+
+def test_workers_share_the_waiting_requests_and_decode_side_by_side(translator: Translator) -> None:
+    """Two workers, 8 closed-loop clients: on the CPU each worker is a forked process with half of torch's
+    threads, each takes about half of what is waiting or in flight, both decode at once, and every answer
+    equals the offline translation."""
+    import asyncio
+    import threading
+    import time
+
+    import torch
+
+    from seq2seq.serve.batcher import Batcher
+    from seq2seq.serve.metrics import Metrics
+    from seq2seq.serve.server import default_decoders
+
+    assert default_decoders([translator]) == torch.get_num_threads()
+    lines = [str(n) for n in range(100, 132)]
+    expected = offline(translator, lines)
+    running, seen = [0], {"overlap": 0, "sizes": []}
+    lock = threading.Lock()
+
+    async def run() -> tuple[Metrics, list[str], Batcher]:
+        metrics = Metrics()
+        batcher = Batcher("t", translator, ServeOptions(max_wait_ms=5.0, decoders=2), metrics)
+        batcher.start()
+        assert batcher.processes is not None and len(set(batcher.processes.pids())) == 2
+        decode = batcher.processes.translate_batch
+
+        def tracked(sentences: list[str], opts: SearchOptions) -> list[Translation]:
+            with lock:
+                running[0] += 1
+                seen["overlap"] = max(seen["overlap"], running[0])
+            seen["sizes"].append(len(sentences))
+            time.sleep(0.02)  # long enough for the other worker's search to start meanwhile
+            try:
+                return decode(sentences, opts)
+            finally:
+                with lock:
+                    running[0] -= 1
+
+        batcher.processes.translate_batch = tracked  # type: ignore[method-assign]
+        opts = translator.options()
+        answers: dict[str, str] = {}
+
+        async def client(mine: list[str]) -> None:
+            for line in mine:
+                result = await batcher.submit([line], opts)
+                answers[line] = result.translations[0].text
+
+        await asyncio.gather(*(client(lines[i::8]) for i in range(8)))
+        await batcher.stop()
+        return metrics, [answers[line] for line in lines], batcher
+
+    metrics, answers, batcher = asyncio.run(run())
+    assert answers == expected
+    assert batcher.threads == max(1, torch.get_num_threads() // 2) and batcher.processes is None
+    assert seen["overlap"] == 2
+    assert metrics.sentences["t"] == 32 and sum(seen["sizes"]) == 32
+    assert max(seen["sizes"]) <= 4  # a worker's share: at most 8 requests waiting or in flight, 2 workers
+
+
+def test_a_killed_decoder_process_fails_its_batch_and_is_replaced(translator: Translator) -> None:
+    import asyncio
+    import os
+    import signal
+
+    from seq2seq.serve.batcher import Batcher
+    from seq2seq.serve.metrics import Metrics
+
+    async def run() -> list[str]:
+        batcher = Batcher("t", translator, ServeOptions(max_wait_ms=1.0, decoders=2), Metrics())
+        batcher.start()
+        assert batcher.processes is not None
+        first = batcher.processes.pids()[0]
+        assert first is not None
+        os.kill(first, signal.SIGKILL)
+        outcomes = []
+        for line in ["7", "8", "9"]:  # one at a time: the first goes to the killed process
+            try:
+                result = await batcher.submit([line], translator.options())
+                outcomes.append(result.translations[0].text)
+            except RuntimeError as exc:
+                outcomes.append(str(exc))
+        pids = batcher.processes.pids()
+        await batcher.stop()
+        assert first not in pids and len(set(pids)) == 2
+        return outcomes
+
+    outcomes = asyncio.run(run())
+    assert (
+        "a decoder process ended (exit code -9" in outcomes[0] and "a new one took its place" in outcomes[0]
+    )
+    assert outcomes[1:] == offline(translator, ["8", "9"])

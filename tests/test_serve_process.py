@@ -48,6 +48,41 @@ def test_serves_and_sigterm_finishes_the_request_in_flight(checkpoint: Path, tmp
     assert "Traceback" not in log.read_text()
 
 
+def children(pid: int) -> list[int]:
+    """Live child processes of `pid` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if fields[1] == str(pid) and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def wait_gone(pids: list[int], seconds: float = 10) -> list[int]:
+    end = time.monotonic() + seconds
+    while (alive := [p for p in pids if Path(f"/proc/{p}").exists()]) and time.monotonic() < end:
+        time.sleep(0.1)
+    return alive
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+def test_decoder_processes_translate_and_end_with_the_server(
+    checkpoint: Path, tmp_path: Path, stop: signal.Signals
+) -> None:
+    with running_server([f"tiny={checkpoint}"], tmp_path / "serve.log", ["--decoders", "2"]) as server:
+        workers = children(server.process.pid)
+        assert len(workers) == 2
+        res = httpx.post(f"{server.url}/v1/translate", json={"text": ["12", "7"]}, timeout=30)
+        assert res.status_code == 200 and len(res.json()["translations"]) == 2
+        server.process.send_signal(stop)
+        server.process.wait(30)
+        assert wait_gone(workers) == []
+
+
 def hostile_requests(rng: random.Random, count: int) -> list[tuple[str, str, bytes]]:
     """(method, path, body) triples, each wrong in some way; none is a valid translation request."""
     good_fields: dict[str, Any] = {"text": "12", "beam": 2}

@@ -10,6 +10,13 @@ from __future__ import annotations
 
 from seq2seq.serve.app import create_app
 from seq2seq.serve.options import ServeOptions
-from seq2seq.serve.server import load_translators, parse_model_specs, run_server
+from seq2seq.serve.server import default_decoders, load_translators, parse_model_specs, run_server
 
-__all__ = ["ServeOptions", "create_app", "load_translators", "parse_model_specs", "run_server"]
+__all__ = [
+    "ServeOptions",
+    "create_app",
+    "default_decoders",
+    "load_translators",
+    "parse_model_specs",
+    "run_server",
+]

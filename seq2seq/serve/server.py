@@ -10,10 +10,11 @@ import importlib.util
 import re
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TextIO
 
+import torch
 import uvicorn
 
 from seq2seq.errors import Seq2SeqError
@@ -51,6 +52,14 @@ def load_translators(
     models: dict[str, Path], device: str = "auto", quantize: str = "", bf16: bool = False
 ) -> dict[str, Translator]:
     return {name: Translator.from_checkpoint(path, device, quantize, bf16) for name, path in models.items()}
+
+
+def default_decoders(translators: Iterable[Translator]) -> int:
+    """Batched searches side by side per model: one per CPU thread torch uses (one per core by default)
+    when every model is on the CPU, one on a GPU (its kernels queue behind each other anyway)."""
+    if all(t.device.type == "cpu" for t in translators):
+        return max(1, torch.get_num_threads())
+    return 1
 
 
 def http_stack() -> tuple[str, str]:

@@ -1,0 +1,127 @@
+"""Decoder processes: batched searches side by side on the CPU, each in a process of its own.
+
+Threads of one process decode side by side only as far as the GIL lets them: between its torch ops, a
+search runs Python (the beam's bookkeeping, tokenization), and two searches wait for each other there.
+So on the CPU, `serve --decoders N` forks N processes once the models are loaded. Each shares the
+parent's weights copy-on-write, decodes with `threads` torch threads, and answers one batch at a time
+over a pipe; the parent's event loop and batcher stay as they are.
+
+A process that dies (killed, out of memory) fails the batch it held with one line, and a new one is
+forked in its place. The processes are daemonic and read until their pipe closes, so they end with the
+server, even when it is killed. Forking is safe here because each child sets its torch threads before
+its first op, as torch's DataLoader workers do, and does nothing but decode.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import pickle
+import queue
+import signal
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+import torch
+
+from seq2seq.search import SearchOptions
+from seq2seq.translate import Translation, Translator
+
+
+@dataclass
+class _Worker:
+    process: BaseProcess
+    conn: Connection
+
+
+class DecoderProcesses:
+    """`count` forked decoder processes of `translator`; `translate_batch` blocks (call it from a thread)
+    until one is free and has answered."""
+
+    def __init__(self, translator: Translator, count: int, threads: int) -> None:
+        self.translator, self.threads = translator, threads
+        self._context = multiprocessing.get_context("fork")
+        self._idle: queue.SimpleQueue[_Worker] = queue.SimpleQueue()
+        self._workers = [self._fork() for _ in range(count)]
+        for worker in self._workers:
+            self._idle.put(worker)
+
+    def _fork(self) -> _Worker:
+        parent, child = self._context.Pipe()
+        inherited = [parent, *(w.conn for w in getattr(self, "_workers", []))]
+        process = self._context.Process(
+            target=_decode_forever, args=(child, inherited, self.translator, self.threads), daemon=True
+        )
+        process.start()
+        child.close()
+        return _Worker(process, parent)
+
+    def translate_batch(self, lines: list[str], opts: SearchOptions) -> list[Translation]:
+        worker = self._idle.get()
+        try:
+            worker.conn.send_bytes(pickle.dumps((lines, opts)))
+            status, payload = pickle.loads(worker.conn.recv_bytes())
+        except (EOFError, OSError):
+            code = _reap(worker)
+            worker = self._replace(worker)
+            raise RuntimeError(
+                f"a decoder process ended (exit code {code}; out of memory?) while translating "
+                f"{len(lines)} line(s); a new one took its place"
+            ) from None
+        finally:
+            self._idle.put(worker)
+        if status == "error":
+            raise RuntimeError(payload)
+        return payload  # type: ignore[no-any-return]
+
+    def _replace(self, dead: _Worker) -> _Worker:
+        worker = self._fork()
+        self._workers[self._workers.index(dead)] = worker
+        return worker
+
+    def pids(self) -> list[int | None]:
+        return [w.process.pid for w in self._workers]
+
+    def close(self) -> None:
+        """Close the pipes (each process then ends) and wait a moment for the processes."""
+        for worker in self._workers:
+            worker.conn.close()
+        for worker in self._workers:
+            worker.process.join(timeout=5)
+            if worker.process.is_alive():
+                worker.process.kill()
+                worker.process.join()
+
+
+def _reap(worker: _Worker) -> int | None:
+    worker.conn.close()
+    worker.process.join(timeout=5)
+    return worker.process.exitcode
+
+
+def _decode_forever(
+    conn: Connection, inherited: list[Connection], translator: Translator, threads: int
+) -> None:
+    """A decoder process: translate each batch the pipe brings until it closes.
+
+    `inherited` are the server's ends of this pipe and of the other processes' pipes, which the fork
+    copied: closed at once, so that each pipe ends (and its process with it) when the server's end does."""
+    for other in inherited:
+        other.close()
+    signal.set_wakeup_fd(-1)  # the fork copied the server's event-loop signal plumbing and handlers
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the server decides
+    if threads:
+        torch.set_num_threads(threads)
+    while True:
+        try:
+            lines, opts = pickle.loads(conn.recv_bytes())
+        except (EOFError, OSError):
+            return
+        reply: tuple[str, Any]
+        try:
+            reply = ("ok", translator.translate_batch(lines, opts))
+        except Exception as exc:  # the parent answers the batch's requests with it
+            reply = ("error", f"{type(exc).__name__}: {exc}")
+        conn.send_bytes(pickle.dumps(reply))
