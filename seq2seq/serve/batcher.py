@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import multiprocessing
 import time
 from collections import deque
 from collections.abc import Callable
@@ -95,8 +96,9 @@ class Batcher:
         self.threads = max(1, torch.get_num_threads() // opts.decoders) if opts.decoders > 1 and on_cpu else 0
         """torch CPU threads of each worker (0: torch's setting, unchanged)."""
         self.processes: DecoderProcesses | None = None
-        """On the CPU with several workers, the decoder processes (made by `start`)."""
-        self._fork = opts.decoders > 1 and on_cpu
+        """On the CPU with several workers, the decoder processes (made by `start`; threads where the
+        platform cannot fork)."""
+        self._fork = opts.decoders > 1 and on_cpu and "fork" in multiprocessing.get_all_start_methods()
         self._executor = ThreadPoolExecutor(opts.decoders, f"decode-{name}")
         """Runs the searches (one worker, or several on a GPU) or waits for the decoder processes."""
         self._in_flight = 0
