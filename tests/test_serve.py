@@ -466,9 +466,9 @@ def test_answered_requests_rejoin_the_waiting_ones(translator: Translator) -> No
 
 
 def test_workers_share_the_waiting_requests_and_decode_side_by_side(translator: Translator) -> None:
-    """Two workers, 8 closed-loop clients: on the CPU each worker is a forked process with half of torch's
-    threads, each takes about half of what is waiting or in flight, both decode at once, and every answer
-    equals the offline translation."""
+    """Two workers, 8 closed-loop clients: on the CPU each worker is a process forked after the parent
+    decoded with all its threads (the offline reference), each takes about half of what is waiting or in
+    flight, both decode at once, and every answer equals the offline translation."""
     import asyncio
     import threading
     import time
@@ -519,7 +519,7 @@ def test_workers_share_the_waiting_requests_and_decode_side_by_side(translator: 
 
     metrics, answers, batcher = asyncio.run(run())
     assert answers == expected
-    assert batcher.threads == max(1, torch.get_num_threads() // 2) and batcher.processes is None
+    assert batcher.processes is None  # stopped
     assert seen["overlap"] == 2
     assert metrics.sentences["t"] == 32 and sum(seen["sizes"]) == 32
     assert max(seen["sizes"]) <= 4  # a worker's share: at most 8 requests waiting or in flight, 2 workers

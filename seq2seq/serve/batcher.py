@@ -15,9 +15,9 @@ until that many have arrived, the budget is full, or a tenth of that search's ti
 
 With several workers (`decoders`) a worker takes at most its share of the requests waiting or being
 decoded, ceil((waiting + in flight) / decoders), so the workers decode batches of about equal size side by
-side. On the CPU each worker's searches run in a process of its own with an equal share of torch's
-threads (`seq2seq.serve.workers`: threads of one process would wait for each other on the GIL); on a GPU
-they are threads. A small batch's search is mostly short steps that one core runs about as fast as two,
+side. On the CPU each worker's searches run in a process of its own with one torch thread
+(`seq2seq.serve.workers`: threads of one process would wait for each other on the GIL); on a GPU they are
+threads. A small batch's search is mostly short steps that one core runs about as fast as two,
 so on a 2-core CPU two one-thread worker processes decode more than one two-thread worker from 8
 concurrent clients on (README, `serve`).
 
@@ -37,8 +37,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TypeVar
-
-import torch
 
 from seq2seq.search import SearchOptions
 from seq2seq.serve.errors import HTTPError
@@ -93,8 +91,6 @@ class Batcher:
         self.model_slots = asyncio.Semaphore(opts.decoders)
         """One per worker: a batched search or an inspect trace holds one while it runs."""
         on_cpu = translator.device.type == "cpu"
-        self.threads = max(1, torch.get_num_threads() // opts.decoders) if opts.decoders > 1 and on_cpu else 0
-        """torch CPU threads of each worker (0: torch's setting, unchanged)."""
         self.processes: DecoderProcesses | None = None
         """On the CPU with several workers, the decoder processes (made by `start`; threads where the
         platform cannot fork)."""
@@ -106,7 +102,7 @@ class Batcher:
 
     def start(self) -> None:
         if self._fork and self.processes is None:
-            self.processes = DecoderProcesses(self.translator, self.opts.decoders, self.threads)
+            self.processes = DecoderProcesses(self.translator, self.opts.decoders)
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self._run(Rejoin()), name=f"batcher-{self.name}-{i}")

@@ -24,9 +24,9 @@ class ServeOptions:
     batch_tokens: int = 4000
     """Token budget of one batched search: source tokens x beam summed over the requests taken together."""
     decoders: int = 1
-    """Batched searches of one model that run side by side: on the CPU each in a process of its own with an
-    equal share of torch's threads (`seq2seq.serve.workers`), on a GPU in threads. `seq2seq serve` picks
-    one per CPU core on the CPU, one on a GPU (`default_decoders`)."""
+    """Batched searches of one model that run side by side: on the CPU each in a process of its own with
+    one torch thread (`seq2seq.serve.workers`), on a GPU in threads. `seq2seq serve` picks one per CPU
+    core on the CPU, one on a GPU (`default_decoders`)."""
     max_wait_ms: float = 5.0
     """How long the worker waits for more requests to join a batch once one is waiting."""
     request_timeout_s: float = 30.0

@@ -3,13 +3,18 @@
 Threads of one process decode side by side only as far as the GIL lets them: between its torch ops, a
 search runs Python (the beam's bookkeeping, tokenization), and two searches wait for each other there.
 So on the CPU, `serve --decoders N` forks N processes once the models are loaded. Each shares the
-parent's weights copy-on-write, decodes with `threads` torch threads, and answers one batch at a time
-over a pipe; the parent's event loop and batcher stay as they are.
+parent's weights copy-on-write, decodes with one torch thread, and answers one batch at a time over a
+pipe; the parent's event loop and batcher stay as they are.
 
 A process that dies (killed, out of memory) fails the batch it held with one line, and a new one is
 forked in its place. The processes are daemonic and read until their pipe closes, so they end with the
-server, even when it is killed. Forking is safe here because each child sets its torch threads before
-its first op, as torch's DataLoader workers do, and does nothing but decode.
+server, even when it is killed.
+
+One thread each, always: torch's OpenMP runtime (GNU libgomp) cannot start a team of threads in a process
+forked after its parent ran one (the child hangs), and the parent has, loading the model. A child that
+never asks for more than one thread never starts a team, as torch's DataLoader workers don't. One thread a
+search is also what a server's small batches want (README, `serve`); `--decoders 0` runs one process per
+core.
 """
 
 from __future__ import annotations
@@ -39,8 +44,8 @@ class DecoderProcesses:
     """`count` forked decoder processes of `translator`; `translate_batch` blocks (call it from a thread)
     until one is free and has answered."""
 
-    def __init__(self, translator: Translator, count: int, threads: int) -> None:
-        self.translator, self.threads = translator, threads
+    def __init__(self, translator: Translator, count: int) -> None:
+        self.translator = translator
         self._context = multiprocessing.get_context("fork")
         self._idle: queue.SimpleQueue[_Worker] = queue.SimpleQueue()
         self._workers = [self._fork() for _ in range(count)]
@@ -51,7 +56,7 @@ class DecoderProcesses:
         parent, child = self._context.Pipe()
         inherited = [parent, *(w.conn for w in getattr(self, "_workers", []))]
         process = self._context.Process(
-            target=_decode_forever, args=(child, inherited, self.translator, self.threads), daemon=True
+            target=_decode_forever, args=(child, inherited, self.translator), daemon=True
         )
         process.start()
         child.close()
@@ -100,9 +105,7 @@ def _reap(worker: _Worker) -> int | None:
     return worker.process.exitcode
 
 
-def _decode_forever(
-    conn: Connection, inherited: list[Connection], translator: Translator, threads: int
-) -> None:
+def _decode_forever(conn: Connection, inherited: list[Connection], translator: Translator) -> None:
     """A decoder process: translate each batch the pipe brings until it closes.
 
     `inherited` are the server's ends of this pipe and of the other processes' pipes, which the fork
@@ -112,8 +115,7 @@ def _decode_forever(
     signal.set_wakeup_fd(-1)  # the fork copied the server's event-loop signal plumbing and handlers
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the server decides
-    if threads:
-        torch.set_num_threads(threads)
+    torch.set_num_threads(1)  # before the first op: see the module's docstring
     while True:
         try:
             lines, opts = pickle.loads(conn.recv_bytes())
