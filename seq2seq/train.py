@@ -190,7 +190,8 @@ def validate(
         tokens += batch.n_tgt_tokens
     loss = total / max(1, tokens)
     opts = SearchOptions.from_config(cfg.decode, beam=cfg.train.valid_beam)
-    hyps = decode_ids(model, valid.src, opts, cfg.decode.batch_tokens, device)
+    with model.decoder.looked_up():  # a table of this update's weights (seq2seq.model.lookup)
+        hyps = decode_ids(model, valid.src, opts, cfg.decode.batch_tokens, device)
     text = prepared.tokenizer.decode_tgt([h[0].tokens if h else [] for h in hyps])
     score = bleu(text, prepared.splits["valid"]["tgt"]).score
     model.train()

@@ -147,3 +147,20 @@ def test_the_lookup_is_off_until_enabled_and_translators_enable_it(monkeypatch: 
     assert calls[0] == 0 and not model.decoder.lookup_enabled
     translator = Translator(model, tokenizer=None, cfg=None, device=torch.device("cpu"))  # type: ignore[arg-type]
     assert translator.model is model and model.decoder.lookup_enabled
+
+
+def test_each_use_of_the_context_builds_a_fresh_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Validation during training decodes inside `Decoder.looked_up()`: weights changed without a trace
+    between two validations (a fused optimizer step) are seen, and the table is gone afterwards."""
+    model = tiny_model().double()
+    calls = count_calls(monkeypatch)
+    for _ in range(2):
+        _, reference_cells = steps(model, grad=True)
+        with model.decoder.looked_up():
+            _, cells = steps(model, grad=False)
+        assert not model.decoder.lookup_enabled and model.decoder._lookup is None
+        torch.testing.assert_close(cells, reference_cells, rtol=1e-12, atol=1e-12)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.data.add_(0.1 * torch.randn_like(p))  # .data: no version bump, as in torch's fused Adam
+    assert calls[0] == 2 * target_batch(3).size(1)

@@ -12,6 +12,8 @@ Notation: B batch, T target length, S source length, E embedding, H decoder hidd
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import NamedTuple
 
 import torch
@@ -98,9 +100,24 @@ class Decoder(nn.Module):
 
     def enable_lookup(self) -> None:
         """Let inference steps use a lookup table of the embedding's input projection, built at the first
-        step. For models whose weights are done changing (`Translator` enables it): the table follows
-        in-place updates that autograd counts, but fused optimizers change weights without a trace."""
+        step. For weights that hold still until `disable_lookup` (`Translator` enables it for good,
+        validation during training for its decoding): the table follows in-place updates that autograd
+        counts, but fused optimizers change weights without a trace."""
         self.lookup_enabled, self._lookup = True, None
+
+    def disable_lookup(self) -> None:
+        """Step `nn.LSTM` again and free the table."""
+        self.lookup_enabled, self._lookup = False, None
+
+    @contextlib.contextmanager
+    def looked_up(self) -> Iterator[None]:
+        """The lookup with a table of the weights as they are now, for a stretch in which they hold still
+        (a validation between two optimizer steps); off and freed afterwards."""
+        self.enable_lookup()
+        try:
+            yield
+        finally:
+            self.disable_lookup()
 
     def _lookup_step(self, prev: torch.Tensor) -> LookupLstmStep | None:
         """The lookup step when it applies now, made (again) for the current embedding and LSTM."""

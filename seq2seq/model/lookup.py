@@ -7,11 +7,11 @@ for inference it is precomputed once for the whole vocabulary: table = E W_ih[:,
 without feeding) instead of [N, E + 2H] x [E + 2H, 4H]. For the Multi30k recipe (E = H = 256) that is a
 third less arithmetic in the decoder's LSTM. The cell is then `nn.LSTM`'s (gates i, f, g, o).
 
-The table is for models whose weights are done changing (`Decoder.enable_lookup`, which `Translator`
-calls; validation during training steps `nn.LSTM`). It is rebuilt when a weight it depends on is replaced
-or changed in place by an op autograd counts (the tensors' version counters; torch's fused optimizers do
-not count), and only built where it stays small (`MAX_TABLE_ELEMENTS`). Values equal
-`nn.LSTM`'s up to floating-point rounding (tests/test_lookup.py).
+The table is for weights that hold still (`Decoder.enable_lookup`: `Translator` enables it for good,
+validation during training for its decoding, with a table built anew each time). It is rebuilt when a
+weight it depends on is replaced or changed in place by an op autograd counts (the tensors' version
+counters; torch's fused optimizers do not count), and only built where it stays small
+(`MAX_TABLE_ELEMENTS`). Values equal `nn.LSTM`'s up to floating-point rounding (tests/test_lookup.py).
 
 Notation: N rows, V vocabulary, E embedding, H hidden.
 """
