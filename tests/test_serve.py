@@ -557,3 +557,28 @@ def test_a_killed_decoder_process_fails_its_batch_and_is_replaced(translator: Tr
         "a decoder process ended (exit code -9" in outcomes[0] and "a new one took its place" in outcomes[0]
     )
     assert outcomes[1:] == offline(translator, ["8", "9"])
+
+
+def test_inspect_never_runs_beside_a_search_on_a_shared_model(
+    translator: Translator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the workers are threads sharing one model (a GPU, or no fork), an inspect trace holds every
+    worker's slot; beside decoder processes it holds one."""
+    import asyncio
+
+    from seq2seq.serve.batcher import Batcher
+    from seq2seq.serve.metrics import Metrics
+
+    async def held_while_running(fork: bool) -> tuple[bool, int]:
+        methods = ["fork", "spawn"] if fork else ["spawn"]
+        monkeypatch.setattr("multiprocessing.get_all_start_methods", lambda: methods)
+        batcher = Batcher("t", translator, ServeOptions(decoders=2), Metrics())
+        batcher.start()
+        try:
+            free = await batcher.exclusive(lambda: batcher.model_slots._value)
+            return batcher.processes is not None, free
+        finally:
+            await batcher.stop()
+
+    assert asyncio.run(held_while_running(fork=False)) == (False, 0)
+    assert asyncio.run(held_while_running(fork=True)) == (True, 1)

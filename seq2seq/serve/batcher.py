@@ -95,7 +95,7 @@ class Batcher:
         """On the CPU with several workers, the decoder processes (made by `start`; threads where the
         platform cannot fork)."""
         self._fork = opts.decoders > 1 and on_cpu and "fork" in multiprocessing.get_all_start_methods()
-        self._executor = ThreadPoolExecutor(opts.decoders, f"decode-{name}")
+        self._executor: ThreadPoolExecutor | None = None
         """Runs the searches (one worker, or several on a GPU) or waits for the decoder processes."""
         self._in_flight = 0
         """Requests being decoded, all workers together."""
@@ -113,7 +113,9 @@ class Batcher:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
         if self.processes is not None:
             self.processes.close()
             self.processes = None
@@ -152,10 +154,24 @@ class Batcher:
         done = time.monotonic()
         return Result(translations, 1000 * (job.started - job.enqueued), 1000 * (done - job.started))
 
+    def _threads(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(self.opts.decoders, f"decode-{self.name}")
+        return self._executor
+
     async def exclusive(self, fn: Callable[[], T]) -> T:
-        """`fn()` in a worker's thread while holding one of `model_slots`, in place of a batched search."""
-        async with self.model_slots:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+        """`fn()` in a worker's thread in place of a batched search: holding one of `model_slots` when
+        the searches run in decoder processes, all of them when they share this process's model."""
+        slots = 1 if self.processes is not None else self.opts.decoders
+        held = 0
+        try:
+            for _ in range(slots):
+                await self.model_slots.acquire()
+                held += 1
+            return await asyncio.get_running_loop().run_in_executor(self._threads(), fn)
+        finally:
+            for _ in range(held):
+                self.model_slots.release()
 
     def _abandon(self, job: Job) -> None:
         job.abandoned = True
@@ -228,7 +244,7 @@ class Batcher:
                     else self.processes.translate_batch
                 )
                 translations = await asyncio.get_running_loop().run_in_executor(
-                    self._executor, decode, lines, jobs[0].opts
+                    self._threads(), decode, lines, jobs[0].opts
                 )
         except Exception as exc:  # a model failure answers its requests (500) instead of killing the worker
             for job in jobs:
