@@ -126,12 +126,12 @@ class Decoder(nn.Module):
             or self.training
             or torch.is_grad_enabled()
             or torch.is_autocast_enabled(prev.device.type)
-            or not LookupLstmStep.applies(self.embed, self.rnn)
+            or type(self.rnn) is not nn.LSTM  # a GRU, a quantized LSTM
         ):
             return None
         if self._lookup is None or self._lookup.rnn is not self.rnn or self._lookup.embed is not self.embed:
-            self._lookup = LookupLstmStep(self.embed, self.rnn)  # type: ignore[arg-type]
-        return self._lookup
+            self._lookup = LookupLstmStep(self.embed, self.rnn)
+        return self._lookup if self._lookup.ready() else None
 
     def _step(
         self, emb: torch.Tensor, state: DecoderState, enc: EncoderOutput

@@ -31,6 +31,7 @@ class LookupLstmStep:
     def __init__(self, embed: nn.Embedding, rnn: nn.LSTM) -> None:
         self.embed, self.rnn = embed, rnn
         self._key: tuple[int, ...] = ()
+        self._usable = False
         self._table = torch.empty(0)
         self._w_rec_t = torch.empty(0)
 
@@ -52,28 +53,33 @@ class LookupLstmStep:
             and embed.num_embeddings * weight.size(0) <= MAX_TABLE_ELEMENTS
         )
 
-    def _tensors(self) -> tuple[torch.Tensor, ...]:
-        w_ih, w_hh, b_ih, b_hh = self.rnn.all_weights[0]
-        return self.embed.weight, w_ih, w_hh, b_ih, b_hh
+    def ready(self) -> bool:
+        """Whether the lookup applies to the weights as they are now (`applies`), (re)building the table
+        and the recurrent weight first when a weight changed since the last call. Once a step: one cheap
+        key of the weights' storages and versions, the rest only when it changes."""
+        tensors = (self.embed.weight, *self.rnn._flat_weights)
+        # a new dtype or device is new storage: pointers and versions tell every change
+        key = tuple(v for t in tensors if t is not None for v in (t.data_ptr(), t._version))
+        if key != self._key:
+            self._key = key
+            self._usable = self.applies(self.embed, self.rnn)
+            if self._usable:
+                self._build()
+        return self._usable
 
-    def _refresh(self) -> None:
-        """(Re)build the table and the recurrent weight when a weight changed since the last build."""
-        tensors = self._tensors()
-        key = tuple(v for t in tensors for v in (t.data_ptr(), t._version))
-        if key == self._key:
-            return
-        emb_weight, w_ih, w_hh, b_ih, b_hh = tensors
+    def _build(self) -> None:
+        emb_weight = self.embed.weight
+        w_ih, w_hh, b_ih, b_hh = self.rnn.all_weights[0]
         emb = emb_weight.size(1)
         with torch.no_grad():
             self._table = torch.addmm(b_ih + b_hh, emb_weight, w_ih[:, :emb].t())  # [V, 4H]
             self._w_rec_t = torch.cat([w_ih[:, emb:], w_hh], dim=1).t().contiguous()  # [F + H, 4H]
-        self._key = key
 
     def __call__(
         self, prev: torch.Tensor, feed: torch.Tensor | None, hidden: torch.Tensor, cell: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """prev [N] token ids, feed [N, F] or None, hidden and cell [N, H] -> new (hidden, cell) [N, H]."""
-        self._refresh()
+        """prev [N] token ids, feed [N, F] or None, hidden and cell [N, H] -> new (hidden, cell) [N, H]
+        (after `ready()` said True)."""
         x = hidden if feed is None else torch.cat([feed.to(hidden.dtype), hidden], dim=1)
         gates = torch.addmm(self._table.index_select(0, prev), x, self._w_rec_t)  # [N, 4H]: i, f, g, o
         hid = hidden.size(1)
