@@ -79,9 +79,16 @@ def start(cfg: Config, run: Path, data: Path, *extra: str) -> subprocess.Popen[s
     )
 
 
+_FORKSERVER = multiprocessing.get_context("forkserver")
+_FORKSERVER.set_forkserver_preload(["seq2seq.train", __name__])
+
+
 def fork(cfg: Config, run: Path, data: Path) -> multiprocessing.Process:
-    """`train` in a fork of this process: a process of its own to kill, started in milliseconds."""
-    proc = multiprocessing.get_context("fork").Process(target=_train_quietly, args=(cfg, run, data))
+    """`train` in a process of its own to kill, forked in milliseconds from a fork server (started once,
+    with seq2seq and this module imported). Not a fork of this process: this one has run torch's OpenMP
+    thread team, and a child forked after that hangs at its first parallel region (GNU libgomp): the
+    likely cause of a kill test that failed once in a grouped run."""
+    proc = _FORKSERVER.Process(target=_train_quietly, args=(cfg, run, data))
     proc.start()
     return proc
 
