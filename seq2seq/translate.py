@@ -107,9 +107,11 @@ def decode_ids(
         if shortlist is None:
             hyps = search(model, ids, torch.from_numpy(lengths[idx]).to(device), opts)
         else:
-            restricted, vocab_ids = restrict(model, shortlist, ids)
-            columns = search(restricted, ids, torch.from_numpy(lengths[idx]).to(device), opts)
-            hyps = [[_to_vocab(h, vocab_ids.tolist()) for h in row] for row in columns]
+            rows = opts.n_best if opts.sample else opts.beam
+            restricted, columns = restrict(model, shortlist, ids, rows)
+            found = search(restricted, ids, torch.from_numpy(lengths[idx]).to(device), opts)
+            vocab, group = columns.vocab_ids.tolist(), columns.group.tolist()
+            hyps = [[_to_vocab(h, vocab[group[j]]) for h in row] for j, row in enumerate(found)]
         for i, h in zip(idx.tolist(), hyps, strict=True):
             results[i] = h
     return results

@@ -173,12 +173,32 @@ def test_state_round_trips_and_damage_is_named() -> None:
 def test_columns_start_with_the_special_ids_and_each_sentence_allows_its_own_shortlist() -> None:
     shortlist = corpus_shortlist(per_source=1, frequent=0)
     src_ids = torch.tensor([[4, EOS, PAD], [5, 7, EOS]])
-    vocab_ids, mask = shortlist.columns(src_ids)
+    vocab_ids, mask, group = shortlist.columns(src_ids)
+    assert vocab_ids.size(0) == 1 and group.tolist() == [0, 0]  # one group by default
+    vocab_ids = vocab_ids[0]
     assert vocab_ids[:SPECIAL_IDS].tolist() == list(range(SPECIAL_IDS))
     assert vocab_ids.numel() % COLUMN_MULTIPLE == 0 or vocab_ids.numel() == V
     assert vocab_ids.tolist() == sorted(vocab_ids.tolist())
     allowed = [{vocab_ids[c].item() for c in (row == 0).nonzero().squeeze(1).tolist()} for row in mask]
     assert allowed == [{0, 1, 2, 3, 8}, {0, 1, 2, 3, 9, 11}]
+
+
+def test_column_groups_hold_each_sentences_own_shortlist_and_no_more_than_their_union() -> None:
+    shortlist = random_shortlist(per_source=3, frequent=2)
+    src_ids = torch.from_numpy(sources(n=7).pad(np.arange(7), suffix=EOS))
+    own = [set(shortlist.sentence_ids(row[None]).view(-1).tolist()) | set(range(SPECIAL_IDS + 2))
+           for row in src_ids]  # fmt: skip
+    vocab_ids, mask, group = shortlist.columns(src_ids, group_size=3)
+    assert group.tolist() == [0, 0, 0, 1, 1, 1, 2] and vocab_ids.size(0) == 3
+    assert vocab_ids.size(1) % COLUMN_MULTIPLE == 0 or vocab_ids.size(1) == VOCAB
+    for g, ids in enumerate(vocab_ids.tolist()):
+        union = set().union(*(own[i] for i in range(len(own)) if group[i] == g))
+        assert ids[:SPECIAL_IDS] == list(range(SPECIAL_IDS))
+        assert ids == sorted(ids) and union <= set(ids) and len(set(ids)) == len(ids)
+    for i, row in enumerate(mask):
+        allowed = {vocab_ids[group[i], c].item() for c in (row == 0).nonzero().squeeze(1).tolist()}
+        assert allowed == own[i]
+    assert shortlist.columns(src_ids, group_size=100).vocab_ids.size(0) == 1
 
 
 def test_union_of_ensemble_shortlists_allows_what_either_allows() -> None:
@@ -240,8 +260,8 @@ def test_the_restricted_step_equals_the_model_step_over_all_rows() -> None:
     model = tiny_model()
     src_ids, lengths = torch.tensor([[5, 6, EOS], [7, EOS, PAD]]), torch.tensor([3, 2])
     everything = Shortlist(torch.full((VOCAB, 1), EOS, dtype=torch.int16), torch.arange(VOCAB), VOCAB)
-    restricted, vocab_ids = restrict(model, everything, src_ids)
-    assert vocab_ids.tolist() == list(range(VOCAB))
+    restricted, columns = restrict(model, everything, src_ids)
+    assert columns.vocab_ids.tolist() == [list(range(VOCAB))]
     with torch.inference_mode():
         enc, full_enc = restricted.encode(src_ids, lengths), model.encode(src_ids, lengths)
         prev = torch.tensor([2, 2, 9, 9])  # two hypotheses per sentence
@@ -321,6 +341,52 @@ def test_a_sentence_translates_the_same_alone_and_in_any_batch() -> None:
         assert [h.score for h in a] == pytest.approx([h.score for h in b], abs=1e-5)
 
 
+@pytest.mark.parametrize("beam", [2, 3])
+def test_any_grouping_of_the_columns_decodes_like_one_union(
+    beam: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src, model = sources(n=9), tiny_model()
+    shortlist = random_shortlist(per_source=3, frequent=2)
+    opts = SearchOptions(beam=beam, n_best=beam, max_len_b=8)
+    runs = []
+    for rows in (10_000, beam, 2 * beam):  # one union; one sentence a group; two
+        monkeypatch.setattr("seq2seq.shortlist.GROUP_ROWS", rows)
+        runs.append(decode(model, opts, shortlist, src))
+    assert restrict(model, shortlist, torch.tensor([[5, EOS]] * 4), beam)[1].vocab_ids.size(0) == 2
+    for run in runs[1:]:
+        assert [[h.tokens for h in row] for row in run] == [[h.tokens for h in row] for row in runs[0]]
+        for a, b in zip(run, runs[0], strict=True):
+            assert [h.score for h in a] == pytest.approx([h.score for h in b], abs=1e-5)
+
+
+def test_greedy_search_decodes_over_one_union() -> None:
+    shortlist = random_shortlist(per_source=3, frequent=2)
+    assert restrict(tiny_model(), shortlist, torch.tensor([[5, EOS]] * 100), 1)[1].vocab_ids.size(0) == 1
+    assert restrict(tiny_model(), shortlist, torch.tensor([[5, EOS]] * 100), 5)[1].vocab_ids.size(0) == 13
+
+
+def test_grouped_logits_under_bf16_autocast_equal_one_group() -> None:
+    """Under autocast the groups' matmuls run in bf16 and are copied into the fp32 logits."""
+    model = tiny_model()
+    src_ids = torch.tensor([[5, 6, EOS], [7, EOS, PAD], [9, 11, EOS]])
+    shortlist = random_shortlist(per_source=3, frequent=2)
+    x = torch.randn(3, MODEL.dec_hidden)
+    logits = []
+    for size in (None, 1):
+        model_over = ShortlistModel(model, shortlist.columns(src_ids, size))
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+            step = model_over._logits(x, model_over.columns.group, 1)
+        assert step.dtype == torch.float32
+        vocab_ids = model_over.columns.vocab_ids[model_over.columns.group]  # [B, U]
+        own = torch.where(model_over.columns.mask == 0, step, 0.0)  # each sentence's own columns
+        logits.append(torch.zeros(3, VOCAB).scatter_add_(1, vocab_ids, own))
+    assert torch.allclose(logits[0], logits[1], atol=0.05, rtol=0.02)
+    allowed = logits[0] != 0
+    with torch.no_grad():
+        fp32 = torch.where(allowed, model.output(x), 0.0)
+    assert torch.allclose(logits[0], fp32, atol=0.1, rtol=0.02) and not torch.equal(logits[0], fp32)  # bf16
+
+
 def test_an_ensemble_of_copies_with_a_shortlist_equals_the_model_with_it() -> None:
     model, opts = tiny_model(), SearchOptions(beam=3, n_best=3, max_len_b=8)
     shortlist = random_shortlist(per_source=3, frequent=2)
@@ -330,11 +396,9 @@ def test_an_ensemble_of_copies_with_a_shortlist_equals_the_model_with_it() -> No
 
 def test_a_shortlist_model_refuses_another_batch() -> None:
     model = tiny_model()
-    vocab_ids, mask = random_shortlist(2, 0).columns(torch.tensor([[5, EOS]]))
+    columns = random_shortlist(2, 0).columns(torch.tensor([[5, EOS]]))
     with pytest.raises(ValueError, match="batch it was made for"):
-        ShortlistModel(model, vocab_ids, mask).encode(
-            torch.tensor([[5, EOS], [6, EOS]]), torch.tensor([2, 2])
-        )
+        ShortlistModel(model, columns).encode(torch.tensor([[5, EOS], [6, EOS]]), torch.tensor([2, 2]))
 
 
 # Checkpoints, the translator and the command line.
