@@ -186,7 +186,8 @@ def test_encode_corpus_writes_pieces_and_a_vocabulary_without_specials(tmp_path:
 
 def _row(toolkit: str, tokens: float, beam5: float, greedy: float, bleu: float) -> object:
     stats = peers.TrainStats(6_000_000, 900, tokens, 40)
-    decodes = {b: peers.Decode(b, s, s + 2.0, 1000, bleu, "sig") for b, s in ((5, beam5), (1, greedy))}
+    decodes = {b: peers.Decode(b, s, s + 2.0, 1000, bleu, "sig", int(12_000 * s))
+               for b, s in ((5, beam5), (1, greedy))}  # fmt: skip
     return peers.Row(toolkit, toolkit, stats, decodes)
 
 
@@ -195,9 +196,32 @@ def test_ratio_table_divides_speeds_and_subtracts_bleu() -> None:
     table = peers.ratio_table(rows)
     line = next(line for line in table.splitlines() if line.startswith("| seq2seq / OpenNMT-py"))
     # 1000 / 1.0 against 1000 / 4.0 by the own timers; 1000 / 3.0 against 1000 / 6.0 whole commands
-    assert line.split(" | ")[1:] == ["1.50×", "4.00×; 2.00×", "4.00×; 1.60×", "+1.50", "+1.50 |"]
+    # subwords out: 12,000 per second in every run, so the same rate
+    assert line.split(" | ")[1:] == [
+        "1.50×",
+        "4.00×; 2.00×",
+        "4.00×; 1.60×",
+        "+1.50",
+        "+1.50",
+        "1.00×; 1.00× |",
+    ]
     results = peers.results_table(rows)
     assert "| onmt | 6,000,000 | 4,000 | 900 | 4.0 / 6.0 | 250 / 167 | 30.00 |" in results
+    assert results.splitlines()[2].endswith("| 48,000 / 24,000 |")
+
+
+def test_output_subwords_are_counted_with_the_shared_sentencepiece_model(tmp_path: Path) -> None:
+    import sentencepiece as spm
+
+    text = ["a small dog runs .", "two men play football ."] * 20
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(text), model_prefix=str(tmp_path / "m"), vocab_size=24,
+        pad_id=0, unk_id=1, bos_id=2, eos_id=3, minloglevel=2,
+    )  # fmt: skip
+    sp = spm.SentencePieceProcessor(model_file=str(tmp_path / "m.model"))
+    lines = ["a small dog", "two men play football ."]
+    count = peers.count_subwords(tmp_path / "m.model", lines)
+    assert count == len(sp.encode(lines[0])) + len(sp.encode(lines[1])) and count >= 7
 
 
 def test_decode_without_its_own_timer_has_no_rate() -> None:

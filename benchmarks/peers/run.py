@@ -233,6 +233,14 @@ def detokenize(spm_model: Path, lines: Sequence[str]) -> list[str]:
     return [sp.decode(line.split()) for line in lines]
 
 
+def count_subwords(spm_model: Path, lines: Sequence[str]) -> int:
+    """Subwords of detokenised text under the SentencePiece model (the decoded output's length)."""
+    import sentencepiece as spm
+
+    sp = spm.SentencePieceProcessor(model_file=str(spm_model))
+    return sum(len(ids) for ids in sp.encode(list(lines)))
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Logs
 
@@ -401,10 +409,17 @@ class Decode:
     sentences: int
     bleu: float
     signature: str
+    subwords: int = 0
+    """Output length: the detokenised hypotheses re-encoded with the shared SentencePiece model (the
+    toolkits' models differ, and a shorter output is less work per sentence)."""
 
     @property
     def sentences_per_s(self) -> float | None:
         return self.sentences / self.seconds if self.seconds else None
+
+    @property
+    def subwords_per_s(self) -> float | None:
+        return self.subwords / self.seconds if self.seconds and self.subwords else None
 
     @property
     def command_sentences_per_s(self) -> float:
@@ -446,7 +461,10 @@ def score(bench: Bench, beam: int, hyp_lines: list[str], seconds: float | None, 
         raise SystemExit(f"beam {beam}: {len(hyp_lines)} hypotheses for {len(bench.references)} references")
     bleu = BLEU()
     result = bleu.corpus_score(hyp_lines, [bench.references])
-    return Decode(beam, seconds, command, len(hyp_lines), round(result.score, 2), str(bleu.get_signature()))
+    subwords = count_subwords(bench.spm_model, hyp_lines)
+    return Decode(
+        beam, seconds, command, len(hyp_lines), round(result.score, 2), str(bleu.get_signature()), subwords
+    )
 
 
 def _fresh(path: Path) -> Path:
@@ -578,11 +596,13 @@ def results_table(rows: Sequence[Row]) -> str:
     head = ["", "parameters", "train tgt tok/s", "updates"]
     for name in ("beam 5", "greedy"):
         head += [f"{name} s (own / command)", f"{name} sent/s (own / command)", f"{name} BLEU"]
+    head.append("subwords out, beam 5 / greedy")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         t = row.train
         cells = [row.label, _num(t.parameters), _num(t.tokens_per_s), f"{t.updates:,}"]
         cells += _decode_cells(row, 5) + _decode_cells(row, 1)
+        cells.append(" / ".join(_num(d.subwords if d else None) for d in map(row.decodes.get, BEAMS)))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -592,7 +612,8 @@ def ratio_table(rows: Sequence[Row]) -> str:
     ours = [r for r in rows if r.toolkit == "seq2seq"]
     peers = [r for r in rows if r.toolkit != "seq2seq"]
     head = ["seq2seq / peer", "train tgt tok/s", "beam 5 sent/s (own; command)",
-            "greedy sent/s (own; command)", "BLEU beam 5", "BLEU greedy"]  # fmt: skip
+            "greedy sent/s (own; command)", "BLEU beam 5", "BLEU greedy",
+            "subwords out/s, beam 5; greedy (own)"]  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for us in ours:
         for peer in peers:
@@ -608,6 +629,9 @@ def ratio_table(rows: Sequence[Row]) -> str:
             for beam in BEAMS:
                 a, b = us.decodes.get(beam), peer.decodes.get(beam)
                 cells.append(f"{a.bleu - b.bleu:+.2f}" if a and b else "–")
+            pairs = [(us.decodes.get(beam), peer.decodes.get(beam)) for beam in BEAMS]
+            cells.append("; ".join(_ratio(a.subwords_per_s, b.subwords_per_s) if a and b else "–"
+                                   for a, b in pairs))  # fmt: skip
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) if ours and peers else ""
 
@@ -630,7 +654,8 @@ def report(rows: Sequence[Row], minutes: float, when: str, loads: dict[str, floa
         f"{machine()}",
         "", results_table(rows), "", ratio_table(rows), "",
         "train tgt tok/s: median of the toolkit's own log windows; updates: done in the budget; "
-        "decoding: the toolkit's own timer (model loading excluded) / the whole command; BLEU: sacreBLEU "
+        "decoding: the toolkit's own timer (model loading excluded) / the whole command; subwords out: the "
+        "detokenised output re-encoded with the shared SentencePiece model; BLEU: sacreBLEU "
         + "; ".join(signatures) + f"; 1-minute load average after each toolkit: {load}",
     ])  # fmt: skip
 
