@@ -107,8 +107,7 @@ def decode_ids(
         if shortlist is None:
             hyps = search(model, ids, torch.from_numpy(lengths[idx]).to(device), opts)
         else:
-            rows = opts.n_best if opts.sample else opts.beam
-            restricted, columns = restrict(model, shortlist, ids, rows)
+            restricted, columns = restrict(model, shortlist, ids, opts.beam)  # sampling never shortlists
             found = search(restricted, ids, torch.from_numpy(lengths[idx]).to(device), opts)
             vocab, group = columns.vocab_ids.tolist(), columns.group.tolist()
             hyps = [[_to_vocab(h, vocab[group[j]]) for h in row] for j, row in enumerate(found)]
