@@ -132,13 +132,12 @@ class Shortlist:
         device = src_ids.device
         batch = src_ids.size(0)
         size = batch if group_size is None else max(1, min(group_size, batch))
-        allowed = torch.zeros(batch, self.tgt_vocab, dtype=torch.bool, device=device)  # [B, V]
+        groups = -(-batch // size)
+        padded = torch.zeros(groups * size, self.tgt_vocab, dtype=torch.bool, device=device)
+        allowed = padded[:batch]  # [B, V]; the rows after it stay empty
         allowed.scatter_(1, self.sentence_ids(src_ids), True)
         allowed[:, self.frequent.to(device).long()] = True
         allowed[:, :SPECIAL_IDS] = True
-        groups = -(-batch // size)
-        padded = torch.zeros(groups * size, self.tgt_vocab, dtype=torch.bool, device=device)
-        padded[:batch] = allowed
         union = padded.view(groups, size, -1).any(dim=1)  # [Q, V]
         width = int(union.sum(dim=1).max())
         width = min(self.tgt_vocab, width + (-width) % COLUMN_MULTIPLE)
