@@ -31,6 +31,7 @@ from seq2seq.outputs import NamedWriter, atomic_output, os_error_line, refuse_ov
 from seq2seq.plot import metrics_path, plot_runs
 from seq2seq.runtime import tune_allocator
 from seq2seq.scoring import score_files
+from seq2seq.search_processes import default_decoders
 from seq2seq.shortlist import add_shortlist
 from seq2seq.textio import LineStats, count_lines, iter_lines, read_lines
 from seq2seq.train import EXIT_INTERRUPTED
@@ -48,6 +49,7 @@ SetOption = Annotated[
     typer.Option("--set", help="Override a recipe key, e.g. --set train.lr=0.0005 (repeatable)."),
 ]
 BF16_HELP = "Decode with bf16 matmuls (fast on CPUs with AVX512-BF16/AMX and on GPUs)."
+DECODERS_HELP = "Searches side by side on the CPU, each a process of one thread (0: one per core; 1 on GPU)."
 ShortlistOption = Annotated[
     bool | None,
     typer.Option("--shortlist/--no-shortlist", help="Output layer over the model's vocabulary shortlist "
@@ -194,10 +196,15 @@ def train(
         typer.echo(f"best model: {result.best_checkpoint}")
 
 
-def _load_translator(model: list[Path], device: str, quantize: str, bf16: bool) -> Translator:
+def _load_translator(
+    model: list[Path], device: str, quantize: str, bf16: bool, decoders: int = 1
+) -> Translator:
+    if decoders < 0:
+        raise Seq2SeqError(f"--decoders: must be 0 (one per CPU core) or more, got {decoders}")
     translator = Translator.from_checkpoint(model, device, quantize, bf16)
     if bf16 and not translator.bf16:
         _err(f"warning: {translator.device} has no native bf16 arithmetic: --bf16 ignored, decoding in fp32")
+    translator.decoders = decoders or default_decoders(translator.device)
     return translator
 
 
@@ -299,6 +306,7 @@ def translate(
     seed: Annotated[int, typer.Option(help="With --sample: random seed (same seed, same samples).")] = 0,
     n_samples: Annotated[int, typer.Option(help="With --sample: samples per line (jsonl n_best).")] = 1,
     shortlist: ShortlistOption = None,
+    decoders: Annotated[int, typer.Option(help=DECODERS_HELP)] = 0,
 ) -> None:
     """Translate text: exactly one output line per input line, in order."""
     with _user_errors(ctx):
@@ -315,7 +323,7 @@ def translate(
         _check_finite(length_penalty=length_penalty, max_len_a=max_len_a)
         stdin = Path("/dev/stdin") if input_ is None or str(input_) == "-" else None  # `-o x < x`
         refuse_overwriting_inputs([("--output", output), ("--attention", attention)], [input_, stdin, *model])
-        translator = _load_translator(model, device, quantize, bf16)
+        translator = _load_translator(model, device, quantize, bf16, decoders)
         opts = translator.options(
             beam=beam, n_best=n_best, length_penalty=length_penalty, max_len_a=max_len_a, max_len_b=max_len_b,
             min_len=min_len, block_unk=no_unk, attention=attention is not None, penalty=penalty,
@@ -384,6 +392,7 @@ def evaluate(
     ] = "",
     bf16: Annotated[bool, typer.Option("--bf16", help="With --model: " + BF16_HELP)] = False,
     shortlist: ShortlistOption = None,
+    decoders: Annotated[int, typer.Option(help="With --model: " + DECODERS_HELP)] = 0,
 ) -> None:
     """Score translations with sacrebleu (BLEU, chrF, TER) and print each metric's signature."""
     with _user_errors(ctx):
@@ -400,7 +409,7 @@ def evaluate(
         if model:
             if src is None:
                 raise Seq2SeqError("--model needs --src FILE (the source side of --ref)")
-            translator = _load_translator(model, device, quantize, bf16)
+            translator = _load_translator(model, device, quantize, bf16, decoders)
             opts = translator.options(beam=beam, shortlist=shortlist)
             with contextlib.ExitStack() as stack:  # an unwritable --output fails before translating
                 out = stack.enter_context(atomic_output(output)) if output is not None else None

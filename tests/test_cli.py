@@ -143,6 +143,11 @@ def test_end_to_end(recipe: Path, tmp_path: Path) -> None:
         (["plot", "{dir}", "-o", "{dir}"], "--output {dir}: is a directory"),
         (["serve", "-m", "{garbage}", "--max-wait-ms", "nan"], "--max-wait-ms: must be a finite number"),
         (["serve", "-m", "{garbage}", "--request-timeout", "inf"], "--request-timeout: must be a finite"),
+        (["translate", "-m", "{ckpt}", "--decoders", "-1", "{two}"], "--decoders: must be 0 (one per CPU"),
+        (
+            ["eval", "-m", "{ckpt}", "--src", "{two}", "--ref", "{two}", "--decoders", "-2"],
+            "--decoders: must",
+        ),
         (["preprocess", "{recipe}", "--out", "{two}"], "--out {two}: is a file, expected a directory"),
         (["preprocess", "{recipe}", "--set", "train.lr=nan"], "error: --set train.lr: must be a finite"),
         (

@@ -14,10 +14,10 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TextIO
 
-import torch
 import uvicorn
 
 from seq2seq.errors import Seq2SeqError
+from seq2seq.search_processes import default_decoders as default_decoders_on
 from seq2seq.serve.app import create_app
 from seq2seq.serve.options import ServeOptions
 from seq2seq.translate import Translator
@@ -57,9 +57,7 @@ def load_translators(
 def default_decoders(translators: Iterable[Translator]) -> int:
     """Batched searches side by side per model: one per CPU thread torch uses (one per core by default)
     when every model is on the CPU, one on a GPU (its kernels queue behind each other anyway)."""
-    if all(t.device.type == "cpu" for t in translators):
-        return max(1, torch.get_num_threads())
-    return 1
+    return min((default_decoders_on(t.device) for t in translators), default=1)
 
 
 def http_stack() -> tuple[str, str]:
