@@ -200,10 +200,13 @@ def bench_decoding(
 ) -> dict[str, dict[str, float]]:
     """Sentences/s and target tokens/s of `translate` on the first `limit` lines of `source`: fp32, bf16
     where the hardware has it, and (on CPU) dynamic int8 quantization; with a reference, the BLEU of each.
+    As `translate` does by default, the batches are searched in one process of one thread per core on
+    the CPU (`seq2seq.search_processes`).
 
     Decodes at the toolkit's default batch size (not the one stored in the checkpoint) and keeps the
     fastest of `repeats` runs, the usual way to time on a machine that other work may disturb."""
     from seq2seq.evaluate import bleu
+    from seq2seq.search_processes import default_decoders
     from seq2seq.translate import Translator
 
     lines = read_lines(source, replace_invalid=True)[:limit]
@@ -214,6 +217,7 @@ def bench_decoding(
         translator = Translator.from_checkpoint(
             checkpoint, str(device), "int8" if precision == "int8" else "", precision == "bf16"
         )
+        translator.decoders = default_decoders(device)
         translator.translate(lines[:50], beam=max(beams))  # warm-up
         for beam in beams:
             opts = translator.options(beam=beam)
@@ -226,6 +230,7 @@ def bench_decoding(
             row = {
                 "sentences": len(lines),
                 "batch_tokens": batch_tokens,
+                "decoders": translator.decoders,
                 "seconds": round(seconds, 3),
                 "sentences_per_s": round(len(lines) / seconds, 1),
                 "tgt_tokens_per_s": round(translator.stats.tgt_tokens / seconds, 1),
@@ -233,6 +238,7 @@ def bench_decoding(
             if refs is not None:
                 row["bleu"] = round(bleu(hyps, refs).score, 2)
             results[f"{precision + ' ' if precision else ''}beam{beam}"] = row
+        translator.close()
     return results
 
 
@@ -287,8 +293,11 @@ def format_table(result: BenchResult) -> str:
         row("fraction of peak", [f"{result.train[n]['achieved_gflops'] / peaks[n]:.1%}" for n in names]),
     ]
     if result.decode:
-        tokens = next(iter(result.decode.values()))["batch_tokens"]
-        lines += ["", row(f"decoding, batch {tokens:,} src x beam", ["sent/s", "tgt tok/s", "BLEU"])]
+        first = next(iter(result.decode.values()))
+        title = (
+            f"decoding, batch {first['batch_tokens']:,} src x beam, {first.get('decoders', 1):.0f} search(es)"
+        )
+        lines += ["", row(title, ["sent/s", "tgt tok/s", "BLEU"])]
     for name, d in result.decode.items():
         bleu = f"{d['bleu']:.2f}" if "bleu" in d else "-"
         lines.append(row(name, [f"{d['sentences_per_s']:,.1f}", f"{d['tgt_tokens_per_s']:,.0f}", bleu]))

@@ -59,9 +59,14 @@ def test_bench_on_a_recipe(tmp_path: Path, checkpoint: Path) -> None:
     assert list(result.machine["matmul_peak_gflops"]) == precisions
     bf16 = {"bf16 beam1", "bf16 beam5"} if "bf16" in precisions else set()
     assert set(result.decode) == {"beam1", "beam5", "int8 beam1", "int8 beam5", *bf16}
+    assert {d["decoders"] for d in result.decode.values()} == {torch.get_num_threads()}  # as translate
     assert result.memory["peak_rss_mib"] > 0
     lines = format_table(result).splitlines()
     assert any(line.split()[1:] == precisions for line in lines if line.startswith("training"))
     labels = {line[:34].strip() for line in lines}
     for label in ("train target tokens/s", "fraction of peak", "padding fraction", "beam5", "int8 beam1"):
         assert label in labels
+    assert any(
+        line.startswith(f"decoding, batch 12,000 src x beam, {torch.get_num_threads()} search(es)")
+        for line in lines
+    )

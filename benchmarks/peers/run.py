@@ -531,7 +531,14 @@ def run_joey(bench: Bench) -> list[Row]:
     return [Row("joey", f"{PEER_NAMES['joey']} (latest.ckpt)", stats, decodes)]
 
 
-SEQ2SEQ_SETTINGS = {"shortlist (default)": [], "full vocabulary (--no-shortlist)": ["--no-shortlist"]}
+SEQ2SEQ_SETTINGS = {
+    "shortlist (default)": ("default", []),
+    "shortlist, one search (--decoders 1)": ("one", ["--decoders", "1"]),
+    "full vocabulary (--no-shortlist)": ("full", ["--no-shortlist"]),
+}
+"""Each decoding setting of seq2seq in the table: (its files' tag, its `translate` options). The default
+searches the batches in one process of one thread per core (`--decoders`); `--decoders 1` is one search
+with both threads, as the peers decode."""
 
 
 def run_seq2seq(bench: Bench) -> list[Row]:
@@ -552,10 +559,10 @@ def run_seq2seq(bench: Bench) -> list[Row]:
     )
     checkpoint = run / "checkpoints" / "best.pt"
     rows = []
-    for setting, options in SEQ2SEQ_SETTINGS.items():
+    for setting, (name, options) in SEQ2SEQ_SETTINGS.items():
         decodes = {}
         for beam in BEAMS:
-            tag = f"beam{beam}.{'full' if options else 'default'}"
+            tag = f"beam{beam}.{name}"
             hyp, log = work / f"test.{tag}.txt", work / f"translate.{tag}.log"
             cmd = [*seq2seq, "translate", str(bench.raw_test), "--model", str(checkpoint),
                    "--beam", str(beam), "--output", str(hyp), *options]  # fmt: skip
