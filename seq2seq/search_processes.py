@@ -24,6 +24,7 @@ import dataclasses
 import multiprocessing
 import pickle
 import signal
+import sys
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -72,7 +73,9 @@ def _to_vocab(hyp: Hypothesis, vocab_ids: list[int]) -> Hypothesis:
 
 
 def fork_available() -> bool:
-    return "fork" in multiprocessing.get_all_start_methods()
+    """Whether search processes can be forked here: not on Windows (no fork), nor on macOS, where a
+    forked child may crash in system libraries that started threads (Python's own default is spawn)."""
+    return "fork" in multiprocessing.get_all_start_methods() and sys.platform != "darwin"
 
 
 def default_decoders(device: torch.device) -> int:
@@ -228,4 +231,7 @@ def _search_forever(
                 reply = ("ok", search_batch(model, batch, opts, device, shortlist if shortlisted else None))
         except Exception as exc:  # the parent raises it
             reply = ("error", f"{type(exc).__name__}: {exc}")
-        conn.send_bytes(pickle.dumps(reply))
+        try:
+            conn.send_bytes(pickle.dumps(reply))
+        except OSError:  # the parent is gone (killed mid-batch): end quietly
+            return

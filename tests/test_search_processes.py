@@ -16,7 +16,7 @@ import torch
 
 from seq2seq import Translator
 from seq2seq.search_processes import default_decoders, fork_available
-from seq2seq.translate import Translation, parallel_budget
+from seq2seq.translate import MIN_PARALLEL_BUDGET, Translation, parallel_budget
 
 pytestmark = pytest.mark.skipif(not fork_available(), reason="search processes are forked (no fork here)")
 
@@ -199,7 +199,8 @@ def test_parallel_budget_gives_each_process_several_batches() -> None:
     lengths = np.full(1000, 14)
     assert parallel_budget(12000, lengths, 2) == 14000 // 8
     assert parallel_budget(500, lengths, 2) == 500  # never larger than asked
-    assert parallel_budget(12000, np.array([300, 2]), 4) == 300  # never smaller than the longest sentence
+    assert parallel_budget(12000, np.array([900, 2]), 4) == 900  # never smaller than the longest sentence
+    assert parallel_budget(12000, np.full(100, 10), 8) == MIN_PARALLEL_BUDGET  # nor than this
 
 
 def test_default_decoders() -> None:
@@ -231,3 +232,26 @@ def test_translate_and_eval_commands_with_search_processes(
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert '"score": 100.0' in result.stdout
+
+
+def test_a_process_whose_parent_left_mid_batch_ends_quietly(
+    pair: tuple[Translator, Translator], capfd: pytest.CaptureFixture[str]
+) -> None:
+    import pickle
+
+    from seq2seq.search_processes import SearchBatch, SearchProcesses
+
+    here, _ = pair
+    processes = SearchProcesses(here.model, here.shortlist, 2, False)
+    proc = processes._processes[0]
+    assert proc.process.pid is not None
+    os.kill(proc.process.pid, signal.SIGSTOP)
+    batch = SearchBatch(np.array([[5, 6, 3]]), np.array([3]))
+    proc.conn.send_bytes(pickle.dumps((batch, here.options(beam=2), True)))
+    proc.conn.close()  # the parent is gone before the answer
+    os.kill(proc.process.pid, signal.SIGCONT)
+    proc.process.join(20)
+    assert proc.process.exitcode == 0
+    processes._processes.remove(proc)
+    processes.close()
+    assert "Traceback" not in capfd.readouterr().err
