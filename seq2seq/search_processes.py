@@ -163,7 +163,7 @@ class SearchProcesses:
                     results[i] = payload
                     send(proc)
         except BaseException:  # an error or Ctrl-C: the busy processes' answers would come to a later run
-            self.close()
+            self.close(stop=True)
             raise
         assert all(r is not None for r in results)
         return results  # type: ignore[return-value]
@@ -187,9 +187,12 @@ class SearchProcesses:
             shortlist = self.shortlist if shortlisted else None
             return search_batch(self.model, batch, opts, torch.device("cpu"), shortlist)
 
-    def close(self) -> None:
-        """Close the pipes (each process then ends) and wait a moment for the processes."""
+    def close(self, stop: bool = False) -> None:
+        """Close the pipes (each process then ends, after its batch if it has one; with `stop`, at once)
+        and wait a moment for the processes."""
         for proc in self._processes:
+            if stop:
+                proc.process.terminate()
             proc.conn.close()
         for proc in self._processes:
             proc.process.join(timeout=5)
