@@ -188,18 +188,39 @@ class SearchProcesses:
             return search_batch(self.model, batch, opts, torch.device("cpu"), shortlist)
 
     def close(self, stop: bool = False) -> None:
-        """Close the pipes (each process then ends, after its batch if it has one; with `stop`, at once)
-        and wait a moment for the processes."""
-        for proc in self._processes:
-            if stop:
-                proc.process.terminate()
-            proc.conn.close()
-        for proc in self._processes:
-            proc.process.join(timeout=5)
-            if proc.process.is_alive():
-                proc.process.kill()
-                proc.process.join()
+        """End the processes (see `end_processes`)."""
+        end_processes([(p.process, p.conn) for p in self._processes], stop)
         self._processes = []
+
+
+def end_processes(processes: Sequence[tuple[BaseProcess, Connection]], stop: bool = False) -> None:
+    """Close each forked process's pipe (it then ends, after its batch if it has one; with `stop`, it is
+    terminated at once) and wait a moment for it, killing one that lingers."""
+    for process, conn in processes:
+        if stop:
+            process.terminate()
+        conn.close()
+    for process, _ in processes:
+        process.join(timeout=5)
+        if process.is_alive():
+            process.kill()
+            process.join()
+
+
+def start_forked_child(inherited: Sequence[Connection]) -> None:
+    """What a forked decoding process does first (these search processes, and `serve`'s decoders).
+
+    `inherited` are the parent's ends of this process's pipe and of the other processes' pipes, which
+    the fork copied: closed at once, so that each pipe ends (and its process with it) when the parent's
+    end does. The parent's event-loop signal plumbing is dropped; SIGTERM ends the process, SIGINT is
+    ignored (Ctrl-C reaches the whole process group: the parent decides). One torch thread, before the
+    first op (see the module's docstring)."""
+    for other in inherited:
+        other.close()
+    signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    torch.set_num_threads(1)
 
 
 def _warn(message: str) -> None:
@@ -213,15 +234,9 @@ def _search_forever(
     shortlist: Shortlist | None,
     bf16: bool,
 ) -> None:
-    """A search process: search each batch the pipe brings until it closes.
-
-    `inherited` are the parent's ends of this pipe and of the other processes' pipes, which the fork
-    copied: closed at once, so that each pipe ends (and its process with it) when the parent's end does."""
-    for other in inherited:
-        other.close()
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent decides
-    torch.set_num_threads(1)  # before the first op: see the module's docstring
+    """A search process: search each batch the pipe brings until it closes (`inherited`: see
+    `start_forked_child`)."""
+    start_forked_child(inherited)
     device = torch.device("cpu")
     while True:
         try:

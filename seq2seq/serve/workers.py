@@ -22,15 +22,13 @@ from __future__ import annotations
 import multiprocessing
 import pickle
 import queue
-import signal
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-import torch
-
 from seq2seq.search import SearchOptions
+from seq2seq.search_processes import end_processes, start_forked_child
 from seq2seq.translate import Translation, Translator
 
 
@@ -90,13 +88,7 @@ class DecoderProcesses:
 
     def close(self) -> None:
         """Close the pipes (each process then ends) and wait a moment for the processes."""
-        for worker in self._workers:
-            worker.conn.close()
-        for worker in self._workers:
-            worker.process.join(timeout=5)
-            if worker.process.is_alive():
-                worker.process.kill()
-                worker.process.join()
+        end_processes([(w.process, w.conn) for w in self._workers])
 
 
 def _reap(worker: _Worker) -> int | None:
@@ -106,16 +98,9 @@ def _reap(worker: _Worker) -> int | None:
 
 
 def _decode_forever(conn: Connection, inherited: list[Connection], translator: Translator) -> None:
-    """A decoder process: translate each batch the pipe brings until it closes.
-
-    `inherited` are the server's ends of this pipe and of the other processes' pipes, which the fork
-    copied: closed at once, so that each pipe ends (and its process with it) when the server's end does."""
-    for other in inherited:
-        other.close()
-    signal.set_wakeup_fd(-1)  # the fork copied the server's event-loop signal plumbing and handlers
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the server decides
-    torch.set_num_threads(1)  # before the first op: see the module's docstring
+    """A decoder process: translate each batch the pipe brings until it closes (`inherited`: the
+    server's pipe ends the fork copied, see `start_forked_child`)."""
+    start_forked_child(inherited)
     while True:
         try:
             lines, opts = pickle.loads(conn.recv_bytes())
