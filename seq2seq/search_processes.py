@@ -5,7 +5,8 @@ one thread each: a decoding step is many small ops (a [40, 256] x [256, ~1,000] 
 column group, the cell's elementwise work, the beam's bookkeeping), and each op that torch splits over
 its threads waits for the slower one, while between ops one thread runs Python and the other idles. On
 the Multi30k test set (1,000 sentences, beam 5, 2 cores) the two halves took 1.70 + 2.44 s on one
-thread each against 2.8 s for the whole on two threads, so two processes finish the set in about 2.2 s.
+thread each against 2.8 s for the whole on two threads; two processes took 2.37 s against 3.14 s for one
+search of two threads (medians of 10 alternated rounds; README, `translate`).
 
 `SearchProcesses` forks `count` processes once the model is loaded; each shares the parent's weights
 copy-on-write and searches one batch at a time, of source ids sent over a pipe, returning hypotheses
