@@ -196,11 +196,15 @@ def train(
         typer.echo(f"best model: {result.best_checkpoint}")
 
 
+def _check_decoders(decoders: int) -> None:
+    if decoders < 0:
+        raise Seq2SeqError(f"--decoders: must be 0 (one per CPU core) or more, got {decoders}")
+
+
 def _load_translator(
     model: list[Path], device: str, quantize: str, bf16: bool, decoders: int = 1
 ) -> Translator:
-    if decoders < 0:
-        raise Seq2SeqError(f"--decoders: must be 0 (one per CPU core) or more, got {decoders}")
+    _check_decoders(decoders)
     translator = Translator.from_checkpoint(model, device, quantize, bf16)
     if bf16 and not translator.bf16:
         _err(f"warning: {translator.device} has no native bf16 arithmetic: --bf16 ignored, decoding in fp32")
@@ -687,8 +691,7 @@ def serve(
             raise Seq2SeqError(
                 f"serve needs the serve extra ({exc.name} missing): pip install 'seq2seq[serve]'"
             ) from None
-        if decoders < 0:
-            raise Seq2SeqError(f"--decoders: must be 0 (one per CPU core) or more, got {decoders}")
+        _check_decoders(decoders)
         opts = ServeOptions(
             max_body_bytes=max_body_bytes, max_lines=max_lines, max_line_chars=max_line_chars,
             max_beam=max_beam, max_queue=max_queue, batch_tokens=batch_tokens, max_wait_ms=max_wait_ms,

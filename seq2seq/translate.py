@@ -108,10 +108,11 @@ def decode_ids(
     results: list[list[Hypothesis]] = [[] for _ in range(len(src))]
     lengths = src.lengths + 1
     budget = max(batch_tokens // (opts.n_best if opts.sample else opts.beam), int(lengths.max(initial=1)))
-    batches = token_batches(lengths, lengths, budget, 0, 0, shuffle=False)
-    pool = processes() if processes is not None and len(batches) > 1 else None
+    one_batch = int(lengths.max(initial=1)) * len(lengths) <= budget  # token_batches' rule, all sorted
+    pool = processes() if processes is not None and not one_batch else None
     if pool is not None and not opts.sample:  # samples depend on their batch: keep its batches
-        batches = token_batches(lengths, lengths, parallel_budget(budget, lengths, pool.count), 0, 0, False)
+        budget = parallel_budget(budget, lengths, pool.count)
+    batches = token_batches(lengths, lengths, budget, 0, 0, shuffle=False)
     jobs = [SearchBatch(src.pad(idx, suffix=EOS), lengths[idx]) for idx in batches]
     if pool is not None:
         found = pool.run(jobs, opts, shortlisted=shortlist is not None)
