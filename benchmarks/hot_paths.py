@@ -2,15 +2,18 @@
 
     python benchmarks/hot_paths.py train [--bf16] [--rounds 4] [--updates 25]
     python benchmarks/hot_paths.py decode CKPT SRC [--beam 5 1] [--bf16 | --quantize int8] [--batch-tokens N]
-                                         [--shortlist auto|on|off|both]
+                                         [--shortlist auto|on|off|both] [--stop recipe|exact|early|both]
+                                         [--decoders 1] [--ref REF]
 
 `train` runs the `seq2seq bench` reference model (8.1M parameters) on generated Multi30k-shaped data,
 ~59 sentences a batch, and prints target tokens/s for each round of `--updates` updates after one
 warm-up round, with the median and best, and (fp32) the median's fraction of the fp32 matmul peak
 measured just before (FLOPs counted as `seq2seq bench` counts them). `decode` translates SRC with
-the checkpoint and prints the fastest of `--repeats` runs for each beam (`--shortlist both`: with and
-without the checkpoint's vocabulary shortlist, alternately). Both apply the allocator setting the CLI
-applies.
+the checkpoint and prints the fastest of `--repeats` runs for each beam and variant, the variants
+alternately (`--shortlist both`: with and without the checkpoint's vocabulary shortlist; `--stop both`:
+beam search's exact and early stopping), with BLEU against `--ref`. It searches in `--decoders`
+processes (1: one search in this process, with torch's threads; 0: one per core, as `translate` does).
+Both apply the allocator setting the CLI applies.
 
 For a fair before/after, run the old and new code alternately (e.g. with `git stash`) several times and
 compare medians: absolute figures on shared machines drift by 5-10% within an hour.
@@ -33,8 +36,11 @@ from seq2seq.bench import (
     reference_config,
     train_flops_per_token,
 )
+from seq2seq.config import Stop
+from seq2seq.evaluate import score_corpus
 from seq2seq.model import build_model
 from seq2seq.runtime import tune_allocator
+from seq2seq.search_processes import default_decoders
 from seq2seq.textio import read_lines
 from seq2seq.update import accumulate_gradients, clip_and_step, make_optimizer
 
@@ -76,27 +82,37 @@ def bench_train(bf16: bool, rounds: int, updates: int) -> None:
 
 def bench_decode(
     checkpoint: Path, source: Path, beams: list[int], bf16: bool, quantize: str, batch_tokens: int | None,
-    repeats: int, shortlist: str,
+    repeats: int, shortlist: str, stop: str, decoders: int, ref: Path | None,
 ) -> None:  # fmt: skip
     translator = Translator.from_checkpoint(checkpoint, "cpu", quantize, bf16)
+    translator.decoders = decoders or default_decoders(torch.device("cpu"))
     lines = read_lines(source, replace_invalid=True)
-    modes: dict[str, list[bool | None]] = {"auto": [None], "on": [True], "off": [False]}
-    modes["both"] = [True, False]
-    choices = modes[shortlist]
-    for beam in beams:
-        options = {use: translator.options(beam=beam, shortlist=use) for use in choices}
-        best = dict.fromkeys(choices, float("inf"))
-        for opts in options.values():
-            translator.translate_batch(lines[:50], opts, batch_tokens)  # warm-up
-        for _ in range(repeats):
-            for use, opts in options.items():  # alternately, so drift hits both alike
-                start = time.perf_counter()
-                translator.translate_batch(lines, opts, batch_tokens)
-                best[use] = min(best[use], time.perf_counter() - start)
-        for use, seconds in best.items():
-            listed = translator.shortlist_for(options[use]) is not None
-            print(f"beam {beam}, {'shortlist' if listed else 'full vocabulary'}: {seconds:.2f} s, "
-                  f"{len(lines) / seconds:,.0f} sentences/s (fastest of {repeats})")  # fmt: skip
+    refs = read_lines(ref) if ref is not None else None
+    shortlists: dict[str, list[bool | None]] = {"auto": [None], "on": [True], "off": [False]}
+    shortlists["both"] = [True, False]
+    stops: dict[str, list[Stop | None]] = {"recipe": [None], "exact": ["exact"], "early": ["early"]}
+    stops["both"] = ["exact", "early"]
+    try:
+        for beam in beams:
+            variants = [translator.options(beam=beam, shortlist=use, stop=rule)
+                        for use in shortlists[shortlist] for rule in stops[stop]]  # fmt: skip
+            best = [float("inf")] * len(variants)
+            outputs: list[list[str]] = [[] for _ in variants]
+            for opts in variants:
+                translator.translate_batch(lines[:50], opts, batch_tokens)  # warm-up
+            for _ in range(repeats):
+                for i, opts in enumerate(variants):  # alternately, so drift hits all alike
+                    start = time.perf_counter()
+                    outputs[i] = [t.text for t in translator.translate_batch(lines, opts, batch_tokens)]
+                    best[i] = min(best[i], time.perf_counter() - start)
+            for opts, seconds, out in zip(variants, best, outputs, strict=True):
+                listed = translator.shortlist_for(opts) is not None
+                bleu = "" if refs is None else f", BLEU {score_corpus(out, refs, ['bleu'])[0].score:.2f}"
+                print(f"beam {beam}, {'shortlist' if listed else 'full vocabulary'}, stop {opts.stop}: "
+                      f"{seconds:.2f} s, {len(lines) / seconds:,.0f} sentences/s (fastest of {repeats}, "
+                      f"{translator.decoders} decoder(s)){bleu}")  # fmt: skip
+    finally:
+        translator.close()
 
 
 def main() -> None:
@@ -117,13 +133,16 @@ def main() -> None:
     decode.add_argument("--batch-tokens", type=int)
     decode.add_argument("--repeats", type=int, default=2)
     decode.add_argument("--shortlist", choices=["auto", "on", "off", "both"], default="auto")
+    decode.add_argument("--stop", choices=["recipe", "exact", "early", "both"], default="recipe")
+    decode.add_argument("--decoders", type=int, default=1, help="search processes (0: one per core)")
+    decode.add_argument("--ref", type=Path, help="reference: also print each variant's BLEU")
     args = parser.parse_args()
     tune_allocator()
     if args.path == "train":
         bench_train(args.bf16, args.rounds, args.updates)
     else:
         bench_decode(args.checkpoint, args.source, args.beam, args.bf16, args.quantize, args.batch_tokens,
-                     args.repeats, args.shortlist)  # fmt: skip
+                     args.repeats, args.shortlist, args.stop, args.decoders, args.ref)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from seq2seq import Seq2SeqError, Translator, load_config
 from seq2seq import train as run_train
 from seq2seq.bench import format_table, recipe_inputs, run_bench
 from seq2seq.checkpoint import average_checkpoints, save_checkpoint
-from seq2seq.config import Penalty
+from seq2seq.config import Penalty, Stop
 from seq2seq.distributed import is_main_process, launch
 from seq2seq.evaluate import METRICS, parse_metrics, require_lines, score_corpus, translate_and_score
 from seq2seq.export import export_model
@@ -54,6 +54,11 @@ ShortlistOption = Annotated[
     bool | None,
     typer.Option("--shortlist/--no-shortlist", help="Output layer over the model's vocabulary shortlist "
                  "only (faster) [default: when the model has one, see decode.shortlist]."),
+]  # fmt: skip
+StopOption = Annotated[
+    Stop | None,
+    typer.Option(help="Beam search: exact searches until no hypothesis can win; early also stops a sentence "
+                 "once a step's best candidate ends, as OpenNMT-py does (faster) [default: recipe's]."),
 ]  # fmt: skip
 RecipeArg = Annotated[Path, typer.Argument(help="Recipe YAML file (see recipes/).", show_default=False)]
 
@@ -282,6 +287,7 @@ def translate(
         Penalty | None,
         typer.Option(help="gnmt: score / ((5+len)/6)^alpha; length: score / len^alpha [default: recipe's]."),
     ] = None,
+    stop: StopOption = None,
     max_len_a: Annotated[
         float | None, typer.Option(help="Max output length = a * source length + b.")
     ] = None,
@@ -332,6 +338,7 @@ def translate(
             beam=beam, n_best=n_best, length_penalty=length_penalty, max_len_a=max_len_a, max_len_b=max_len_b,
             min_len=min_len, block_unk=no_unk, attention=attention is not None, penalty=penalty,
             sample=sample, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, shortlist=shortlist,
+            stop=stop,
         )  # fmt: skip
         stats = LineStats()
         start = time.perf_counter()
@@ -386,6 +393,7 @@ def evaluate(
         typer.Option("--output", "-o", help="With --model: also write the translations here."),
     ] = None,
     beam: Annotated[int | None, typer.Option(help="With --model: beam size (1 = greedy).")] = None,
+    stop: StopOption = None,
     metrics: Annotated[str, typer.Option(help="Comma-separated: bleu, chrf, ter.")] = ",".join(METRICS),
     lowercase: Annotated[bool, typer.Option(help="Case-insensitive scores.")] = False,
     tokenize: Annotated[str | None, typer.Option(help="BLEU tokenizer (sacrebleu's; default 13a).")] = None,
@@ -414,7 +422,7 @@ def evaluate(
             if src is None:
                 raise Seq2SeqError("--model needs --src FILE (the source side of --ref)")
             translator = _load_translator(model, device, quantize, bf16, decoders)
-            opts = translator.options(beam=beam, shortlist=shortlist)
+            opts = translator.options(beam=beam, shortlist=shortlist, stop=stop)
             with contextlib.ExitStack() as stack:  # an unwritable --output fails before translating
                 out = stack.enter_context(atomic_output(output)) if output is not None else None
                 result = translate_and_score(translator, src, ref, names, opts, lowercase, tokenize)

@@ -24,6 +24,10 @@ from seq2seq.errors import Seq2SeqError
 Penalty = Literal["gnmt", "length"]
 """Length penalty kinds: `gnmt` divides by ((5 + len) / 6) ** alpha, `length` by len ** alpha."""
 
+Stop = Literal["exact", "early"]
+"""When beam search ends a sentence: `exact` once no alive hypothesis can beat the n-th best finished one,
+`early` also once a step's best candidate ends (OpenNMT-py's and Marian's rule: fewer steps)."""
+
 
 @dataclass(frozen=True)
 class DataConfig:
@@ -227,6 +231,9 @@ class DecodeConfig:
     """alpha of the `penalty`: score / ((5 + len) / 6) ** alpha for gnmt; 0 = raw log-probability."""
     penalty: Penalty = "gnmt"
     """`gnmt` divides by ((5 + len) / 6) ** alpha, `length` by len ** alpha."""
+    stop: Stop = "exact"
+    """Beam search: `exact` searches until no alive hypothesis can win; `early` also ends a sentence once
+    a step's best candidate ends with EOS (and n-best are finished), as OpenNMT-py and Marian do."""
     max_len_a: float = 1.5
     max_len_b: int = 10
     """A hypothesis has at most a * source_length + b tokens."""

@@ -6,7 +6,10 @@ per-sentence set of K finished hypotheses (ranked by length-penalised score), an
 alive. An EOS candidate outside the first K is pruned like any other candidate outside the beam (as in
 fairseq), so a beam of 1 is greedy search. A sentence is done when its best alive hypothesis can no
 longer beat its n-th best finished one (the bound uses the longest length still allowed, so it is exact
-for any penalty that grows with length), or at its maximum length. Nothing is ever appended after EOS.
+for any penalty that grows with length), or at its maximum length; with `stop="early"` also once a step's
+best candidate has ended in EOS and n-best hypotheses are finished (OpenNMT-py's and Marian's rule, which
+takes fewer steps and may miss a longer hypothesis that would have won). Nothing is ever appended after
+EOS.
 Sampling draws each next token from the temperature-scaled, top-k / top-p filtered distribution
 (`sampling_distribution`), n paths per sentence, with a seeded generator.
 
@@ -23,7 +26,7 @@ from typing import Any, ClassVar, NamedTuple, Protocol, get_args
 import torch
 import torch.nn.functional as F
 
-from seq2seq.config import DecodeConfig, Penalty
+from seq2seq.config import DecodeConfig, Penalty, Stop
 from seq2seq.errors import Seq2SeqError
 from seq2seq.special import BOS, EOS, PAD, UNK
 
@@ -69,6 +72,9 @@ class SearchOptions:
     length_penalty: float = 1.0
     """alpha: `gnmt` divides by ((5 + len) / 6) ** alpha, `length` by len ** alpha; 0 = raw log-prob."""
     penalty: Penalty = "gnmt"
+    stop: Stop = "exact"
+    """Beam search: `exact` ends a sentence once no alive hypothesis can win, `early` also once a step's
+    best candidate ends (see the module docstring)."""
     max_len_a: float = 1.5
     max_len_b: int = 10
     min_len: int = 0
@@ -109,6 +115,8 @@ class SearchOptions:
             )
         if self.penalty not in get_args(Penalty):
             raise Seq2SeqError(f"--penalty: {self.penalty!r} is not one of 'gnmt', 'length'")
+        if self.stop not in get_args(Stop):
+            raise Seq2SeqError(f"--stop: {self.stop!r} is not one of 'exact', 'early'")
         for name in ("min_len", "max_len_a", "max_len_b"):
             if getattr(self, name) < 0:
                 raise Seq2SeqError(
@@ -324,6 +332,8 @@ class BeamState:
     """[B] most output tokens (EOS excluded)"""
     best_possible_lp: torch.Tensor
     """[B] the length penalty of the longest allowed hypothesis (the stopping bound divides by it)"""
+    top_ended: torch.Tensor
+    """[B] a step's best candidate has ended in EOS (what `stop="early"` waits for)"""
     alive_scores: torch.Tensor
     """[B, W] log-probability of each alive hypothesis"""
     fin_scores: torch.Tensor
@@ -348,8 +358,8 @@ class BeamState:
     """the model's decoder state (B x W rows)"""
 
     PER_SENTENCE: ClassVar[frozenset[str]] = frozenset(
-        {"active", "max_len", "best_possible_lp", "alive_scores", "fin_scores", "fin_raw", "fin_tokens",
-         "fin_attn", "enc"}
+        {"active", "max_len", "best_possible_lp", "top_ended", "alive_scores", "fin_scores", "fin_raw",
+         "fin_tokens", "fin_attn", "enc"}
     )  # fmt: skip
     """The sentence fields; the others have a row per hypothesis."""
 
@@ -422,6 +432,7 @@ def beam_search(
         best_possible_lp=torch.as_tensor(
             length_penalty((max_len + 1).float(), opts.length_penalty, opts.penalty)
         ),
+        top_ended=torch.zeros(batch, dtype=torch.bool, device=device),
         alive_scores=torch.zeros(batch, 1, device=device),
         fin_scores=torch.full((batch, k), float("-inf"), device=device),
         fin_raw=torch.full((batch, k), float("-inf"), device=device),
@@ -444,9 +455,7 @@ def beam_search(
         if bool(cand.finished.any()):
             st = _finish(st, cand, step, opts, step_attn, max_steps)
         st = _advance(st, cand, out.state, step_attn, k)
-
-        bound = st.alive_scores[:, 0] / st.best_possible_lp
-        done = (st.fin_scores[:, opts.n_best - 1] >= bound) | (step >= st.max_len)  # [B]
+        done = _done(st, step, opts)
         if not bool(done.any()):
             continue
         finished = done.nonzero().squeeze(1)
@@ -459,6 +468,15 @@ def beam_search(
             break
         st = st.select(keep)
     return results
+
+
+def _done(st: BeamState, step: int, opts: SearchOptions) -> torch.Tensor:
+    """[B] the sentences whose search is over after `step` (see the module docstring)."""
+    nth_best = st.fin_scores[:, opts.n_best - 1]
+    done = (nth_best >= st.alive_scores[:, 0] / st.best_possible_lp) | (step >= st.max_len)
+    if opts.stop == "early":
+        done |= st.top_ended & (nth_best > float("-inf"))
+    return done
 
 
 def _finish(
@@ -486,6 +504,7 @@ def _finish(
         fin_attn = _merge_attention(fin_attn, st.alive_attn, step_attn, rows, sel, n, k, step, max_steps)
     return dataclasses.replace(
         st,
+        top_ended=st.top_ended | cand.finished[:, 0],
         fin_scores=merged,
         fin_raw=fin_raw,
         fin_tokens=all_tokens.gather(1, sel.unsqueeze(2).expand(-1, -1, max_steps)),

@@ -76,6 +76,7 @@ RESUMABLE_CHANGES = frozenset(
         "train.save_every_minutes",
         "decode.beam",
         "decode.length_penalty",
+        "decode.stop",
         "decode.max_len_a",
         "decode.max_len_b",
         "decode.min_len",

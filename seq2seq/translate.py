@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from seq2seq.checkpoint import load_model
-from seq2seq.config import Config, Penalty
+from seq2seq.config import Config, Penalty, Stop
 from seq2seq.data.batching import FlatSequences, token_batches
 from seq2seq.ensemble import Ensemble
 from seq2seq.errors import Seq2SeqError
@@ -255,6 +255,7 @@ class Translator:
         top_p: float = 1.0,
         seed: int = 0,
         shortlist: bool | None = None,
+        stop: Stop | None = None,
     ) -> SearchOptions:
         """Search options: the checkpoint's `decode` settings unless given here (see `SearchOptions`).
         With `sample=True`, `n_best` is the number of samples per sentence. `shortlist=True` on a model
@@ -263,7 +264,7 @@ class Translator:
             self.cfg.decode, beam=beam, n_best=n_best, length_penalty=length_penalty, max_len_a=max_len_a,
             max_len_b=max_len_b, min_len=min_len, block_unk=block_unk, return_attention=attention,
             penalty=penalty, sample=sample, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
-            shortlist=shortlist,
+            shortlist=shortlist, stop=stop,
         )  # fmt: skip
         self.shortlist_for(opts)
         return opts

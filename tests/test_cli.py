@@ -206,6 +206,8 @@ def test_translate_options_and_attention_file(checkpoint: Path, tmp_path: Path) 
         "1",
         "--penalty",
         "length",
+        "--stop",
+        "early",
         "--beam",
         "3",
     ]
@@ -221,6 +223,8 @@ def test_translate_options_and_attention_file(checkpoint: Path, tmp_path: Path) 
     assert all("<unk>" not in o["translation"] and o["time_ms"] >= 0 for o in outputs)
     result = runner.invoke(app, ["translate", "-m", str(checkpoint), "--penalty", "wide"], input="1\n")
     assert result.exit_code == 2 and "--penalty" in result.stderr
+    result = runner.invoke(app, ["translate", "-m", str(checkpoint), "--stop", "never"], input="1\n")
+    assert result.exit_code == 2 and "--stop" in result.stderr
 
 
 @pytest.mark.parametrize(

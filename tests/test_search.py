@@ -187,6 +187,26 @@ BEAM_CASES: dict[str, tuple[Script, dict[str, Any], Expected, int]] = {
     # alpha 0, n_best 2: the second best is A EOS (.001); nothing alive can beat it until the forced end,
     # since every alive A^n (.1 * .99^(n-1)) still might.
     "stop_early_n_best": (STOP_EARLY, {"n_best": 2}, [([], 0.9), ([A], 0.1 * 0.01)], 6),
+    # stop early: [] is step 0's best candidate and one hypothesis is finished, so the search ends there
+    # and misses A B, which wins under gnmt (`early_end_gnmt` searches on to find it).
+    "early_end_gnmt_stop_early": (EARLY_END, {**GNMT1, "stop": "early"}, [([], 0.5)], 1),
+    # ... and misses A B C the same way (`look_ahead_gnmt`).
+    "look_ahead_gnmt_stop_early": (LOOK_AHEAD, {**GNMT1, "stop": "early"}, [([], 0.5)], 1),
+    # n_best 2: step 0's best candidate ended, but one hypothesis is not two. step 1: A B (.45) leads and
+    # goes on, C EOS (.05) is second and ends: two finished, done; [C] (-2.568) ranks below [] (-0.693).
+    "early_end_gnmt_n_best_stop_early": (
+        EARLY_END,
+        {**GNMT1, "n_best": 2, "stop": "early"},
+        [([], 0.5), ([C], 0.05)],
+        2,
+    ),
+    # the best candidate ends only at the last step: the same search as `beam_beats_greedy`.
+    "beam_beats_greedy_stop_early": (
+        BEAM_BEATS_GREEDY,
+        {"n_best": 2, "stop": "early"},
+        [([B, C], 0.4 * 0.9), ([A, C], 0.5 * 0.4)],
+        3,
+    ),
     # PAD and BOS are skipped: step 0 keeps A (.2) and finishes [] (.1); step 1 ends A (.02).
     "specials": (SPECIALS, {"n_best": 2}, [([], 0.1), ([A], 0.2 * 0.1)], 2),
     # EOS ranks third at step 0 ([] .31) and is pruned with the rest of the candidates outside the beam.
@@ -252,13 +272,16 @@ def same_hypotheses(got: list[list[Hypothesis]], want: list[list[Hypothesis]], t
     )
 
 
+@pytest.mark.parametrize("stop", ["exact", "early"])
 @pytest.mark.parametrize("beam", [1, 2, 3])
-def test_batch_sentences_finish_independently(beam: int) -> None:
-    """Sentences that need 1, 3 and 4 steps decode as they would alone, padded source included."""
-    scripts = [STOP_EARLY, EARLY_END, LOOK_AHEAD]
-    o = opts(beam=beam, **GNMT1)
-    batch, _ = decode(scripts, o, src_lengths=[2, SRC_LEN, 4])
-    alone = [decode(s, o, src_lengths=[n])[0][0] for s, n in zip(scripts, [2, SRC_LEN, 4], strict=True)]
+def test_batch_sentences_finish_independently(beam: int, stop: str) -> None:
+    """Sentences that need 1, 3 and 4 steps (exact; early: 1, 1 and 1 or 2) decode as they would alone,
+    padded source included."""
+    scripts = [STOP_EARLY, EARLY_END, LOOK_AHEAD, BEAM_BEATS_GREEDY]
+    o = opts(beam=beam, stop=stop, n_best=beam, **GNMT1)
+    batch, _ = decode(scripts, o, src_lengths=[2, SRC_LEN, 4, SRC_LEN])
+    lengths = [2, SRC_LEN, 4, SRC_LEN]
+    alone = [decode(s, o, src_lengths=[n])[0][0] for s, n in zip(scripts, lengths, strict=True)]
     assert same_hypotheses(batch, alone)
 
 
@@ -314,6 +337,7 @@ def test_options_are_validated() -> None:
         {"beam": 2, "n_best": 3},
         {"n_best": 0},
         {"penalty": "none"},
+        {"stop": "never"},
         {"min_len": -1},
         {"max_len_a": -0.5},
     ):
@@ -394,6 +418,40 @@ def test_alone_equals_inside_padded_batch(model: Seq2Seq, beam: int) -> None:
     for i, n in enumerate(REAL_LENGTHS):
         alone = search(model, src_ids[i : i + 1, :n], src_lengths[i : i + 1], o)
         assert same_hypotheses(batch[i : i + 1], alone, tol=1e-4)
+
+
+@pytest.mark.parametrize("n_best", [1, 3])
+def test_stopping_early_never_searches_longer_or_finds_better(model: Seq2Seq, n_best: int) -> None:
+    """Until early stopping ends a sentence both searches are the same; the exact one only goes on, so
+    it takes at least as many steps and finds hypotheses at least as good."""
+    src_ids, src_lengths = source_batch(REAL_LENGTHS * 2)
+    found, calls = {}, {}
+    for stop in ("exact", "early"):
+        counted = CountingModel(model)
+        found[stop] = search(counted, src_ids, src_lengths, real_opts(beam=4, n_best=n_best, stop=stop))
+        calls[stop] = counted.rows
+    assert calls["early"] <= calls["exact"]
+    for early, exact in zip(found["early"], found["exact"], strict=True):
+        assert len(early) == len(exact) == n_best
+        for e, x in zip(early, exact, strict=True):
+            assert e.score <= x.score + 1e-5
+
+
+class CountingModel:
+    """A model that counts the decoder rows it computes."""
+
+    def __init__(self, model: Seq2Seq) -> None:
+        self.model, self.rows = model, 0
+
+    def encode(self, src_ids: torch.Tensor, src_lengths: torch.Tensor) -> Any:
+        return self.model.encode(src_ids, src_lengths)
+
+    def init_state(self, enc: Any) -> Any:
+        return self.model.init_state(enc)
+
+    def decode_step(self, prev: torch.Tensor, state: Any, enc: Any) -> Any:
+        self.rows += prev.numel()
+        return self.model.decode_step(prev, state, enc)
 
 
 @pytest.mark.parametrize("beam", [1, 4])
@@ -482,10 +540,12 @@ def test_beam_wider_than_the_vocabulary_is_exhaustive(name: str) -> None:
 def test_options_from_config_keep_every_decode_setting() -> None:
     from seq2seq.config import DecodeConfig
 
-    d = DecodeConfig(beam=4, length_penalty=0.6, penalty="length", max_len_a=2.0, max_len_b=3, min_len=2)
+    d = DecodeConfig(
+        beam=4, length_penalty=0.6, penalty="length", stop="early", max_len_a=2.0, max_len_b=3, min_len=2
+    )
     o = SearchOptions.from_config(d)
-    assert (o.beam, o.length_penalty, o.penalty, o.max_len_a, o.max_len_b, o.min_len) == (
-        4, 0.6, "length", 2.0, 3, 2)  # fmt: skip
+    assert (o.beam, o.length_penalty, o.penalty, o.stop, o.max_len_a, o.max_len_b, o.min_len) == (
+        4, 0.6, "length", "early", 2.0, 3, 2)  # fmt: skip
     o = SearchOptions.from_config(d, beam=1, min_len=None, block_unk=True)
     assert (o.beam, o.min_len, o.block_unk) == (1, 2, True)
     with pytest.raises(TypeError, match="beem"):

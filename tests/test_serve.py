@@ -196,6 +196,8 @@ ERRORS: list[tuple[str, Any, int, str]] = [
     ("/v1/translate", {"text": "1", "beam": 2, "n_best": 3}, 422, "n_best <= beam"),
     ("/v1/translate", {"text": "1", "min_len": -1}, 422, "must not be negative"),
     ("/v1/translate", {"text": "1", "penalty": "x"}, 422, "penalty"),
+    ("/v1/translate", {"text": "1", "stop": "never"}, 422, "--stop: 'never' is not one of"),
+    ("/v1/translate", {"text": "1", "stop": 1}, 400, "stop: expected a string"),
     ("/v1/translate", {"text": "1", "max_len_b": 10**40}, 422, "max_len_b: 1"),
     ("/v1/translate", {"text": "1", "max_len_a": 11.5}, 422, "max_len_a: 11.5 is more than"),
     ("/v1/translate", {"text": "1", "model": "nope"}, 404, "'nope' not found"),

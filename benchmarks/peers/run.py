@@ -534,11 +534,12 @@ def run_joey(bench: Bench) -> list[Row]:
 SEQ2SEQ_SETTINGS = {
     "shortlist (default)": ("default", []),
     "shortlist, one search (--decoders 1)": ("one", ["--decoders", "1"]),
+    "shortlist, early stopping (--stop early)": ("early", ["--stop", "early"]),
     "full vocabulary (--no-shortlist)": ("full", ["--no-shortlist"]),
 }
 """Each decoding setting of seq2seq in the table: (its files' tag, its `translate` options). The default
 searches the batches in one process of one thread per core (`--decoders`); `--decoders 1` is one search
-with both threads, as the peers decode."""
+with both threads, as the peers decode; `--stop early` stops beam search by OpenNMT-py's rule."""
 
 
 def run_seq2seq(bench: Bench) -> list[Row]:

@@ -20,6 +20,7 @@ SEARCH_FIELDS: dict[str, tuple[type, ...]] = {
     "n_best": (int,),
     "length_penalty": (int, float),
     "penalty": (str,),
+    "stop": (str,),
     "max_len_a": (int, float),
     "max_len_b": (int,),
     "min_len": (int,),
