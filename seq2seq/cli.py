@@ -12,30 +12,23 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Annotated, Literal
+from typing import IO, TYPE_CHECKING, Annotated, Literal
 
 import typer
 from rich.console import Console
 from rich.progress import Progress
 
-from seq2seq import Seq2SeqError, Translator, load_config
-from seq2seq import train as run_train
-from seq2seq.bench import format_table, recipe_inputs, run_bench
-from seq2seq.checkpoint import average_checkpoints, save_checkpoint
-from seq2seq.config import Penalty, Stop
-from seq2seq.distributed import is_main_process, launch
-from seq2seq.evaluate import METRICS, parse_metrics, require_lines, score_corpus, translate_and_score
-from seq2seq.export import export_model
-from seq2seq.inspect.report import write_inspection
+from seq2seq.config import Penalty, Stop, load_config
+from seq2seq.errors import Seq2SeqError
 from seq2seq.outputs import NamedWriter, atomic_output, os_error_line, refuse_overwriting_inputs
-from seq2seq.plot import metrics_path, plot_runs
 from seq2seq.runtime import tune_allocator
-from seq2seq.scoring import score_files
-from seq2seq.search_processes import default_decoders
-from seq2seq.shortlist import add_shortlist
 from seq2seq.textio import LineStats, count_lines, iter_lines, read_lines
-from seq2seq.train import EXIT_INTERRUPTED
-from seq2seq.translate import Translation
+
+# The package's modules that import torch, sacrebleu or matplotlib load inside the commands that use them,
+# so `seq2seq --help` answers at once.
+if TYPE_CHECKING:
+    from seq2seq.translate import Translation, Translator
+
 
 app = typer.Typer(
     help="Recurrent (LSTM/GRU) encoder-decoder neural machine translation.",
@@ -60,6 +53,8 @@ StopOption = Annotated[
     typer.Option(help="Beam search: exact searches until no hypothesis can win; early also stops a sentence "
                  "once a step's best candidate ends, as OpenNMT-py does (faster) [default: recipe's]."),
 ]  # fmt: skip
+EVAL_METRICS = "bleu,chrf,ter"
+"""`eval --metrics` default: every metric of `seq2seq.evaluate.METRICS` (not imported here: sacrebleu)."""
 RecipeArg = Annotated[Path, typer.Argument(help="Recipe YAML file (see recipes/).", show_default=False)]
 
 
@@ -182,6 +177,10 @@ def train(
     (run the printed command to resume); 2 an error (one line); 130 a second Ctrl-C.
     """
     with _user_errors(ctx):
+        from seq2seq.distributed import is_main_process, launch
+        from seq2seq.train import EXIT_INTERRUPTED
+        from seq2seq.train import train as run_train
+
         cfg = load_config(recipe, set_ or [])
         run_dir = out or Path("runs") / recipe.stem
         if nproc > 1 and "RANK" not in os.environ:
@@ -209,6 +208,9 @@ def _check_decoders(decoders: int) -> None:
 def _load_translator(
     model: list[Path], device: str, quantize: str, bf16: bool, decoders: int = 1
 ) -> Translator:
+    from seq2seq.search_processes import default_decoders
+    from seq2seq.translate import Translator
+
     _check_decoders(decoders)
     translator = Translator.from_checkpoint(model, device, quantize, bf16)
     if bf16 and not translator.bf16:
@@ -394,7 +396,7 @@ def evaluate(
     ] = None,
     beam: Annotated[int | None, typer.Option(help="With --model: beam size (1 = greedy).")] = None,
     stop: StopOption = None,
-    metrics: Annotated[str, typer.Option(help="Comma-separated: bleu, chrf, ter.")] = ",".join(METRICS),
+    metrics: Annotated[str, typer.Option(help="Comma-separated: bleu, chrf, ter.")] = EVAL_METRICS,
     lowercase: Annotated[bool, typer.Option(help="Case-insensitive scores.")] = False,
     tokenize: Annotated[str | None, typer.Option(help="BLEU tokenizer (sacrebleu's; default 13a).")] = None,
     fmt: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
@@ -408,6 +410,8 @@ def evaluate(
 ) -> None:
     """Score translations with sacrebleu (BLEU, chrF, TER) and print each metric's signature."""
     with _user_errors(ctx):
+        from seq2seq.evaluate import parse_metrics, require_lines, score_corpus, translate_and_score
+
         if str(ref) in ("", "."):
             raise Seq2SeqError("--ref: give the reference file")
         if fmt not in ("table", "json"):
@@ -458,6 +462,8 @@ def shortlist_command(
 ) -> None:
     """Add a vocabulary shortlist (built from the training data) to a checkpoint; train stores one itself."""
     with _user_errors(ctx):
+        from seq2seq.shortlist import add_shortlist
+
         if str(data) in ("", "."):
             raise Seq2SeqError("--data: give the run's preprocessed data directory (RUN_DIR/data)")
         done = add_shortlist(model, data, output or model, per_source, frequent)
@@ -490,6 +496,8 @@ def score(
 ) -> None:
     """The model's log-probability of given translations (forced decoding), one line per pair."""
     with _user_errors(ctx):
+        from seq2seq.scoring import score_files
+
         for name, value in (("--model", model), ("--src", src), ("--tgt", tgt)):
             if str(value) in ("", "."):
                 raise Seq2SeqError(f"{name}: give the file (score --model CKPT --src FILE --tgt FILE)")
@@ -514,6 +522,8 @@ def plot(
 ) -> None:
     """Learning curves (losses, BLEU against updates and minutes, learning rate) of runs, as a PNG."""
     with _user_errors(ctx):
+        from seq2seq.plot import metrics_path, plot_runs
+
         refuse_overwriting_inputs([("--output", output)], [metrics_path(run) for run in runs])
         _print(f"learning curves of {len(runs)} run(s): {plot_runs(runs, output)}")
 
@@ -528,6 +538,8 @@ def export(
 ) -> None:
     """A folder others load without pickle: safetensors weights, config.json, SentencePiece, model card."""
     with _user_errors(ctx):
+        from seq2seq.export import export_model
+
         typer.echo(f"exported {checkpoint}: {export_model(checkpoint, out_dir)}")
 
 
@@ -543,6 +555,8 @@ def average(
 ) -> None:
     """Average the weights of several checkpoints of one run into one model (often +0.5 BLEU)."""
     with _user_errors(ctx):
+        from seq2seq.checkpoint import average_checkpoints, save_checkpoint
+
         if str(output) in ("", "."):
             raise Seq2SeqError("--output: give the file to write the averaged model to")
         refuse_overwriting_inputs([("--output", output)], checkpoints)
@@ -591,6 +605,8 @@ def bench(
 ) -> None:
     """Measure training and decoding speed, peak memory and the fraction of the machine's matmul peak."""
     with _user_errors(ctx):
+        from seq2seq.bench import format_table, recipe_inputs, run_bench
+
         cfg = load_config(recipe, set_ or []) if recipe is not None else None
         if recipe is not None and cfg is not None:
             inputs = recipe_inputs(recipe, cfg, data, model, src, ref)
@@ -636,6 +652,9 @@ def inspect(
 ) -> None:
     """Show the recurrent cells at work: gates, memory cell C_t, h_t and attention, token by token."""
     with _user_errors(ctx):
+        from seq2seq.inspect.report import write_inspection
+        from seq2seq.translate import Translator
+
         if str(model) in ("", "."):
             raise Seq2SeqError("--model: give the checkpoint to inspect, e.g. runs/NAME/checkpoints/best.pt")
         if target and ref:

@@ -7,7 +7,8 @@ on `free`, so every step pays the kernel to zero and fault in thousands of pages
 in the heap, and not trimming it, lets them be reused. Measured on the 2-core reference machine (median of
 interleaved runs): training +6 to +10% target tokens/s, beam-5 decoding +4%.
 
-The CLI calls `tune_allocator()` once at start; Python users may call it themselves. It is a no-op where
+Importing this module does not import torch (the CLI's `--help` stays quick). The CLI calls
+`tune_allocator()` once at start; Python users may call it themselves. It is a no-op where
 the C library has no `mallopt` (macOS, Windows, musl) or when `SEQ2SEQ_MALLOC=system` is set.
 """
 
@@ -18,10 +19,12 @@ import ctypes.util
 import functools
 import os
 import sys
-
-import torch
+from typing import TYPE_CHECKING
 
 from seq2seq.errors import Seq2SeqError
+
+if TYPE_CHECKING:
+    import torch
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
@@ -56,6 +59,8 @@ def allocator_tuned() -> bool:
 def native_bf16(device: torch.device) -> bool:
     """Whether `device` computes bf16 matmuls in hardware (CUDA Ampere+, or a CPU with AVX512-BF16/AMX);
     elsewhere bf16 is emulated and slower than fp32."""
+    import torch
+
     if device.type == "cuda":
         return bool(torch.cuda.is_bf16_supported())
     try:
@@ -66,6 +71,8 @@ def native_bf16(device: torch.device) -> bool:
 
 def resolve_device(name: str) -> torch.device:
     """`auto` (CUDA when available, else CPU), `cpu`, `cuda` or `cuda:N`; a clear error otherwise."""
+    import torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():

@@ -32,6 +32,40 @@ def test_help_lists_every_subcommand() -> None:
         assert command in result.output
 
 
+HELP_IMPORTS = """
+import sys
+from typer.testing import CliRunner
+from seq2seq.cli import app
+for args in (["--help"], ["translate", "--help"], ["eval", "--help"]):
+    assert CliRunner().invoke(app, args).exit_code == 0, args
+print(" ".join(m for m in ("torch", "sacrebleu", "matplotlib", "datasets") if m in sys.modules))
+"""
+
+
+def test_help_imports_no_heavy_library() -> None:
+    """`seq2seq --help` answers in a fraction of a second: the commands import torch when they run."""
+    done = subprocess.run([sys.executable, "-c", HELP_IMPORTS], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == ""
+
+
+def test_package_names_load_on_first_use() -> None:
+    """`seq2seq.train` is the function even after its module `seq2seq.train` was imported first."""
+    code = (
+        "import sys, seq2seq; assert 'torch' not in sys.modules; import seq2seq.train as m; "
+        "from seq2seq import Translator, train; assert callable(train) and train is seq2seq.train; "
+        "assert train.__module__ == 'seq2seq.train' and Translator.__name__ == 'Translator'; "
+        "assert 'Translator' in dir(seq2seq); import seq2seq.data; assert callable(seq2seq.preprocess)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_eval_metrics_default_is_every_metric() -> None:
+    from seq2seq.cli import EVAL_METRICS
+    from seq2seq.evaluate import METRICS
+
+    assert ",".join(METRICS) == EVAL_METRICS
+
+
 @pytest.mark.parametrize(
     "command", ["preprocess", "train", "translate", "eval", "bench", "average", "score", "plot", "export"]
 )
