@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Annotated, Literal
+from typing import IO, TYPE_CHECKING, Annotated, Any, Literal, get_args
 
 import typer
 from rich.console import Console
@@ -49,9 +49,9 @@ ShortlistOption = Annotated[
                  "only (faster) [default: when the model has one, see decode.shortlist]."),
 ]  # fmt: skip
 StopOption = Annotated[
-    Stop | None,
-    typer.Option(help="Beam search: exact searches until no hypothesis can win; early also stops a sentence "
-                 "once a step's best candidate ends, as OpenNMT-py does (faster) [default: recipe's]."),
+    str | None,
+    typer.Option(help="Beam search, exact: until no hypothesis can win; early: also stop a sentence once a "
+                 "step's best candidate ends, as OpenNMT-py does (faster) [default: recipe's]."),
 ]  # fmt: skip
 EVAL_METRICS = "bleu,chrf,ter"
 """`eval --metrics` default: every metric of `seq2seq.evaluate.METRICS` (not imported here: sacrebleu)."""
@@ -75,6 +75,14 @@ def _check_finite(**options: float | None) -> None:
     for name, value in options.items():
         if value is not None and not math.isfinite(value):
             raise Seq2SeqError(f"--{name.replace('_', '-')}: must be a finite number, got {value}")
+
+
+def _choice(option: str, value: str | None, kind: Any) -> Any:
+    """A value of the Literal type `kind` (None: the recipe's), checked here rather than by typer so that
+    a bad one is a one-line error naming the option."""
+    if value is not None and value not in get_args(kind):
+        raise Seq2SeqError(f"{option}: {value!r} is not one of {', '.join(map(repr, get_args(kind)))}")
+    return value
 
 
 @contextlib.contextmanager
@@ -286,7 +294,7 @@ def translate(
         float | None, typer.Option(help="Length penalty alpha; 0 = raw log-probability [default: recipe's].")
     ] = None,
     penalty: Annotated[
-        Penalty | None,
+        str | None,
         typer.Option(help="gnmt: score / ((5+len)/6)^alpha; length: score / len^alpha [default: recipe's]."),
     ] = None,
     stop: StopOption = None,
@@ -338,9 +346,9 @@ def translate(
         translator = _load_translator(model, device, quantize, bf16, decoders)
         opts = translator.options(
             beam=beam, n_best=n_best, length_penalty=length_penalty, max_len_a=max_len_a, max_len_b=max_len_b,
-            min_len=min_len, block_unk=no_unk, attention=attention is not None, penalty=penalty,
-            sample=sample, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, shortlist=shortlist,
-            stop=stop,
+            min_len=min_len, block_unk=no_unk, attention=attention is not None,
+            penalty=_choice("--penalty", penalty, Penalty), sample=sample, temperature=temperature,
+            top_k=top_k, top_p=top_p, seed=seed, shortlist=shortlist, stop=_choice("--stop", stop, Stop),
         )  # fmt: skip
         stats = LineStats()
         start = time.perf_counter()
@@ -426,7 +434,7 @@ def evaluate(
             if src is None:
                 raise Seq2SeqError("--model needs --src FILE (the source side of --ref)")
             translator = _load_translator(model, device, quantize, bf16, decoders)
-            opts = translator.options(beam=beam, shortlist=shortlist, stop=stop)
+            opts = translator.options(beam=beam, shortlist=shortlist, stop=_choice("--stop", stop, Stop))
             with contextlib.ExitStack() as stack:  # an unwritable --output fails before translating
                 out = stack.enter_context(atomic_output(output)) if output is not None else None
                 result = translate_and_score(translator, src, ref, names, opts, lowercase, tokenize)
@@ -483,7 +491,7 @@ def score(
     src: Annotated[Path, typer.Option(help="Source file, one sentence per line.")] = Path(),
     tgt: Annotated[Path, typer.Option(help="Translations to score, one per line of --src.")] = Path(),
     fmt: Annotated[
-        Literal["plain", "jsonl"],
+        str,
         typer.Option("--format", help="plain: log-prob, per token, normalised (tab-separated); or jsonl."),
     ] = "plain",
     output: Annotated[
@@ -498,6 +506,7 @@ def score(
     with _user_errors(ctx):
         from seq2seq.scoring import score_files
 
+        _choice("--format", fmt, Literal["plain", "jsonl"])
         for name, value in (("--model", model), ("--src", src), ("--tgt", tgt)):
             if str(value) in ("", "."):
                 raise Seq2SeqError(f"{name}: give the file (score --model CKPT --src FILE --tgt FILE)")
