@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Annotated, Any, Literal, get_args
+from typing import IO, TYPE_CHECKING, Annotated, cast
 
 import typer
 from rich.console import Console
@@ -48,6 +48,8 @@ ShortlistOption = Annotated[
     typer.Option("--shortlist/--no-shortlist", help="Output layer over the model's vocabulary shortlist "
                  "only (faster) [default: when the model has one, see decode.shortlist]."),
 ]  # fmt: skip
+# --penalty and --stop are plain strings for typer (which would print a boxed usage error for a bad
+# choice): `SearchOptions` checks them with a one-line error naming the option.
 StopOption = Annotated[
     str | None,
     typer.Option(help="Beam search, exact: until no hypothesis can win; early: also stop a sentence once a "
@@ -75,14 +77,6 @@ def _check_finite(**options: float | None) -> None:
     for name, value in options.items():
         if value is not None and not math.isfinite(value):
             raise Seq2SeqError(f"--{name.replace('_', '-')}: must be a finite number, got {value}")
-
-
-def _choice(option: str, value: str | None, kind: Any) -> Any:
-    """A value of the Literal type `kind` (None: the recipe's), checked here rather than by typer so that
-    a bad one is a one-line error naming the option."""
-    if value is not None and value not in get_args(kind):
-        raise Seq2SeqError(f"{option}: {value!r} is not one of {', '.join(map(repr, get_args(kind)))}")
-    return value
 
 
 @contextlib.contextmanager
@@ -347,8 +341,8 @@ def translate(
         opts = translator.options(
             beam=beam, n_best=n_best, length_penalty=length_penalty, max_len_a=max_len_a, max_len_b=max_len_b,
             min_len=min_len, block_unk=no_unk, attention=attention is not None,
-            penalty=_choice("--penalty", penalty, Penalty), sample=sample, temperature=temperature,
-            top_k=top_k, top_p=top_p, seed=seed, shortlist=shortlist, stop=_choice("--stop", stop, Stop),
+            penalty=cast(Penalty | None, penalty), sample=sample, temperature=temperature,
+            top_k=top_k, top_p=top_p, seed=seed, shortlist=shortlist, stop=cast(Stop | None, stop),
         )  # fmt: skip
         stats = LineStats()
         start = time.perf_counter()
@@ -434,7 +428,7 @@ def evaluate(
             if src is None:
                 raise Seq2SeqError("--model needs --src FILE (the source side of --ref)")
             translator = _load_translator(model, device, quantize, bf16, decoders)
-            opts = translator.options(beam=beam, shortlist=shortlist, stop=_choice("--stop", stop, Stop))
+            opts = translator.options(beam=beam, shortlist=shortlist, stop=cast(Stop | None, stop))
             with contextlib.ExitStack() as stack:  # an unwritable --output fails before translating
                 out = stack.enter_context(atomic_output(output)) if output is not None else None
                 result = translate_and_score(translator, src, ref, names, opts, lowercase, tokenize)
@@ -506,7 +500,8 @@ def score(
     with _user_errors(ctx):
         from seq2seq.scoring import score_files
 
-        _choice("--format", fmt, Literal["plain", "jsonl"])
+        if fmt not in ("plain", "jsonl"):
+            raise Seq2SeqError(f"--format: {fmt!r} is not one of 'plain', 'jsonl'")
         for name, value in (("--model", model), ("--src", src), ("--tgt", tgt)):
             if str(value) in ("", "."):
                 raise Seq2SeqError(f"{name}: give the file (score --model CKPT --src FILE --tgt FILE)")
